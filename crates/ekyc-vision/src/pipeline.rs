@@ -1,0 +1,247 @@
+//! The face pipeline: detect (BlazeFace) → landmarks in two passes (FaceMesh) → gates →
+//! five alignment points → head pose → aligned crop and quality → embedding (FaceRes).
+//!
+//! Stages are public so a service can batch the expensive last stage across requests:
+//! [`FacePipeline::prepare`] does everything up to the aligned crop, and
+//! [`Embedder::embed`] takes crops from many images at once.
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::config::VisionConfig;
+use crate::decode::decode;
+use crate::error::{Result, VisionError};
+use crate::geometry::{BBox, Point};
+use crate::imgops::{FloatImage, laplacian_variance};
+use crate::models::{Detection, Detector, Embedder, Landmarker, Mesh, MeshCrop};
+use crate::pose::{self, HeadPose};
+use crate::runtime;
+
+/// Eye contour rings of FaceMesh: the eye on the image's left (the person's right eye in an
+/// unmirrored image) and its mirror image.
+pub const EYE_RING_IMAGE_LEFT: [usize; 16] = [33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246];
+pub const EYE_RING_IMAGE_RIGHT: [usize; 16] = [263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466];
+/// Nose tip and mouth corners (image left, image right).
+pub const NOSE_TIP: usize = 1;
+pub const MOUTH_IMAGE_LEFT: usize = 61;
+pub const MOUTH_IMAGE_RIGHT: usize = 291;
+
+/// Per-face quality measures.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct FaceQuality {
+    /// Larger side of the face box, in pixels.
+    pub face_size_px: f32,
+    /// Distance between the eye centres, in pixels.
+    pub inter_eye_px: f32,
+    /// Variance of the Laplacian of the aligned crop's face region (squared grey levels;
+    /// higher is sharper). Measured at the embedder's resolution, so a small face upscaled
+    /// to it scores low too.
+    pub sharpness: f32,
+    /// Mean luma of the aligned face region in [0, 1].
+    pub brightness: f32,
+    /// Fraction of the face's landmarks that fall outside the image, in [0, 1].
+    pub outside_fraction: f32,
+}
+
+/// One face found in an image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Face {
+    /// Detector box in image pixels.
+    pub bbox: BBox,
+    /// Detector score in [0, 1].
+    pub score: f32,
+    /// Landmarker face probability in [0, 1].
+    pub face_flag: f32,
+    /// Eye (image left), eye (image right), nose tip, mouth corner (image left), mouth
+    /// corner (image right), in image pixels.
+    pub landmarks: [Point; 5],
+    pub pose: HeadPose,
+    pub quality: FaceQuality,
+    /// L2-normalised embedding, when asked for.
+    pub embedding: Option<Vec<f32>>,
+    /// The 468 FaceMesh points (x, y in image pixels; z relative depth in pixels).
+    #[serde(skip)]
+    pub mesh: Vec<[f32; 3]>,
+}
+
+/// What to analyse.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnalyzeOptions {
+    /// Compute embeddings.
+    pub embed: bool,
+    /// Keep only the largest face.
+    pub largest_only: bool,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        Self { embed: true, largest_only: false }
+    }
+}
+
+/// A face ready for the embedder: its description and its aligned crop.
+#[derive(Debug, Clone)]
+pub struct PreparedFace {
+    pub face: Face,
+    pub crop: FloatImage,
+}
+
+/// The loaded models and settings. Create once and share (`Arc`); every method takes
+/// `&self` and may be called from several threads.
+#[derive(Debug)]
+pub struct FacePipeline {
+    cfg: VisionConfig,
+    detector: Detector,
+    landmarker: Landmarker,
+    embedder: Embedder,
+}
+
+impl FacePipeline {
+    /// Loads ONNX Runtime and the three models.
+    pub fn new(cfg: VisionConfig) -> Result<Self> {
+        cfg.validate().map_err(VisionError::Config)?;
+        let env = runtime::environment(cfg.ort_library.as_deref())?;
+        let threads = cfg.threads();
+        let detector = Detector::open(env, &cfg.detector, &cfg.model_path(&cfg.detector.model), threads)?;
+        let landmarker = Landmarker::open(env, &cfg.landmarks, &cfg.model_path(&cfg.landmarks.model), threads)?;
+        let embedder = Embedder::open(env, &cfg.embedder, &cfg.model_path(&cfg.embedder.model), threads)?;
+        Ok(Self { cfg, detector, landmarker, embedder })
+    }
+
+    pub fn config(&self) -> &VisionConfig {
+        &self.cfg
+    }
+
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// Model identifiers (detector, landmarks, embedder) for audit records.
+    pub fn model_ids(&self) -> [&str; 3] {
+        [&self.cfg.detector.model.id, &self.cfg.landmarks.model.id, &self.cfg.embedder.model.id]
+    }
+
+    /// Decodes an encoded image under the configured limits.
+    pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage> {
+        Ok(decode(bytes, &self.cfg.limits)?)
+    }
+
+    /// Decodes and analyses an encoded image.
+    pub fn analyze_bytes(&self, bytes: &[u8], opts: AnalyzeOptions) -> Result<Vec<Face>> {
+        self.analyze(&self.decode(bytes)?, opts)
+    }
+
+    /// Every face that passes both gates, largest first.
+    pub fn analyze(&self, img: &RgbImage, opts: AnalyzeOptions) -> Result<Vec<Face>> {
+        let prepared = self.prepare(img, opts.largest_only)?;
+        if !opts.embed {
+            return Ok(prepared.into_iter().map(|p| p.face).collect());
+        }
+        let crops: Vec<FloatImage> = prepared.iter().map(|p| p.crop.clone()).collect();
+        let embeddings = if crops.is_empty() { Vec::new() } else { self.embedder.embed(&crops)? };
+        Ok(prepared.into_iter().zip(embeddings).map(|(p, e)| Face { embedding: Some(e), ..p.face }).collect())
+    }
+
+    /// Everything but the embedding: faces with pose and quality, and their aligned crops.
+    pub fn prepare(&self, img: &RgbImage, largest_only: bool) -> Result<Vec<PreparedFace>> {
+        let meshed = self.detect_and_mesh(img)?;
+        let take = if largest_only { 1 } else { self.cfg.max_faces };
+        let mut out = Vec::new();
+        for (det, mesh) in meshed.into_iter().take(take) {
+            let landmarks = five_points(&mesh);
+            let Some(crop) = self.embedder.align(img, &landmarks) else { continue };
+            let quality = quality(img, &det.bbox, &mesh, &landmarks, &crop, self.embedder.config().margin);
+            let face = Face {
+                bbox: det.bbox,
+                score: det.score,
+                face_flag: mesh.face_flag,
+                landmarks,
+                pose: pose::estimate(&mesh),
+                quality,
+                embedding: None,
+                mesh: mesh.points,
+            };
+            out.push(PreparedFace { face, crop });
+        }
+        Ok(out)
+    }
+
+    /// Detection and two landmark passes, gated, largest face first.
+    pub fn detect_and_mesh(&self, img: &RgbImage) -> Result<Vec<(Detection, Mesh)>> {
+        let mut dets = self.detector.detect(img)?;
+        dets.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
+        dets.truncate(self.cfg.max_faces * 2);
+        if dets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let scale = self.landmarker.config().crop_scale;
+        let first: Vec<MeshCrop> = dets
+            .iter()
+            .map(|d| {
+                let (l, r) = (d.keypoints[0], d.keypoints[1]);
+                MeshCrop { center: d.bbox.center(), side: scale * d.bbox.width().max(d.bbox.height()), angle: (r.y - l.y).atan2(r.x - l.x) }
+            })
+            .collect();
+        let pass1 = self.landmarker.run(img, &first)?;
+        let second: Vec<MeshCrop> = pass1.iter().map(|m| crop_from_mesh(m, scale)).collect();
+        let pass2 = self.landmarker.run(img, &second)?;
+        let flag_min = self.landmarker.config().flag_threshold;
+        let mut kept: Vec<(Detection, Mesh)> = dets.into_iter().zip(pass2).filter(|(_, m)| m.face_flag >= flag_min).collect();
+        // Two detections can converge on one face after refinement; keep the first.
+        let mut unique: Vec<(Detection, Mesh)> = Vec::with_capacity(kept.len());
+        for (d, m) in kept.drain(..) {
+            let b = BBox::around(m.points.iter().map(|p| Point::new(p[0], p[1])));
+            if unique.iter().all(|(_, u)| BBox::around(u.points.iter().map(|p| Point::new(p[0], p[1]))).iou(&b) < 0.5) {
+                unique.push((d, m));
+            }
+        }
+        unique.truncate(self.cfg.max_faces);
+        Ok(unique)
+    }
+}
+
+/// The second-pass crop: eyes levelled from mesh points 33 → 263, around the mesh's box in
+/// that levelled frame.
+fn crop_from_mesh(m: &Mesh, scale: f32) -> MeshCrop {
+    let (l, r) = (m.point(33), m.point(263));
+    let angle = (r.y - l.y).atan2(r.x - l.x);
+    let (sin, cos) = angle.sin_cos();
+    // Rotate by -angle into the levelled frame, take the box there, map its centre back.
+    let lev = BBox::around(m.points.iter().map(|p| Point::new(p[0] * cos + p[1] * sin, -p[0] * sin + p[1] * cos)));
+    let c = lev.center();
+    MeshCrop { center: Point::new(c.x * cos - c.y * sin, c.x * sin + c.y * cos), side: scale * lev.width().max(lev.height()), angle }
+}
+
+/// The five alignment points from the mesh (see [`Face::landmarks`]).
+pub fn five_points(m: &Mesh) -> [Point; 5] {
+    let ring_mean = |ring: &[usize]| {
+        let (sx, sy) = ring.iter().fold((0.0, 0.0), |(x, y), &i| (x + m.points[i][0], y + m.points[i][1]));
+        Point::new(sx / ring.len() as f32, sy / ring.len() as f32)
+    };
+    [
+        ring_mean(&EYE_RING_IMAGE_LEFT),
+        ring_mean(&EYE_RING_IMAGE_RIGHT),
+        m.point(NOSE_TIP),
+        m.point(MOUTH_IMAGE_LEFT),
+        m.point(MOUTH_IMAGE_RIGHT),
+    ]
+}
+
+fn quality(img: &RgbImage, bbox: &BBox, mesh: &Mesh, five: &[Point; 5], crop: &FloatImage, margin: f32) -> FaceQuality {
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    let outside = mesh.points.iter().filter(|p| p[0] < 0.0 || p[1] < 0.0 || p[0] >= w || p[1] >= h).count();
+    // The face region of the aligned crop: the part the template spans, without the margin.
+    let s = crop.width;
+    let inner = ((s as f32) / margin).round() as usize;
+    let off = (s - inner.min(s)) / 2;
+    let luma = crop.luma();
+    let region: Vec<f32> = (off..off + inner).flat_map(|y| luma[y * s + off..y * s + off + inner].iter().copied()).collect();
+    let brightness = region.iter().sum::<f32>() / region.len().max(1) as f32 / 255.0;
+    FaceQuality {
+        face_size_px: bbox.width().max(bbox.height()),
+        inter_eye_px: five[0].dist(five[1]),
+        sharpness: laplacian_variance(&region, inner, inner),
+        brightness,
+        outside_fraction: outside as f32 / mesh.points.len() as f32,
+    }
+}
