@@ -1,0 +1,99 @@
+//! `ekyc`: the command-line front end. Thin: it parses arguments, loads settings and calls
+//! the libraries; every error ends as one line on stderr and a non-zero exit code.
+
+mod eval;
+mod faces;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ekyc_runtime::{ServiceKind, Settings};
+
+#[derive(Debug, Parser)]
+#[command(name = "ekyc", version, about = "Self-hostable identity verification: face pipeline, services and tools")]
+struct Cli {
+    /// Settings file (TOML); `EKYC__SECTION__KEY` variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every face in each image: box, score, five points, yaw/pitch/roll and quality.
+    Faces {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Include the embedding of every face.
+        #[arg(long)]
+        embed: bool,
+    },
+    /// Similarity of the largest faces of two images and the decision at the threshold.
+    Compare {
+        image_a: PathBuf,
+        image_b: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate verification accuracy on labelled pairs.
+    Eval {
+        #[command(subcommand)]
+        what: EvalCommand,
+    },
+    /// Run the services: all four in one process, or one of them.
+    Serve {
+        /// Run only this service (orchestrator, liveness, document or facematch).
+        #[arg(long, value_name = "NAME")]
+        service: Option<ServiceKind>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EvalCommand {
+    /// Accuracy, ROC AUC, EER and TAR at FAR on pairs of photos.
+    ///
+    /// CSV is either `file_x,file_y,label` rows (label Yes/No, true/false or 1/0; a header
+    /// row is optional) or a labels file with `file` and `identity` columns, from which all
+    /// pairs of single-identity photos are formed (rows without an identity are skipped).
+    Pairs {
+        csv: PathBuf,
+        image_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`ekyc faces ... | head`) is the reader's choice, not an error.
+        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ").replace('\n', " ")
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Faces { images, json, embed } => faces::faces(&settings, &images, json, embed),
+        Command::Compare { image_a, image_b, json } => faces::compare(&settings, &image_a, &image_b, json),
+        Command::Eval { what: EvalCommand::Pairs { csv, image_dir, json } } => eval::pairs(&settings, &csv, &image_dir, json),
+        Command::Serve { service } => serve::serve(&settings, service),
+    }
+}
