@@ -108,12 +108,21 @@ pub struct DetectorConfig {
     pub score_threshold: f32,
     /// IoU above which detections are merged by weighted NMS.
     pub iou_threshold: f32,
+    /// When the upright image has no confident face, try it turned by 90, 270 and 180
+    /// degrees (sideways or upside-down photos whose EXIF orientation was stripped).
+    pub rotations: bool,
+    /// Detector score that ends the search over turns.
+    pub confident_score: f32,
 }
 
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
-            model: ModelFile { path: "blazeface.onnx".into(), sha256: None, id: "blazeface-human-3.3.6".into() },
+            model: ModelFile {
+                path: "blazeface.onnx".into(),
+                sha256: Some("31b8a4b01f2ca477bfeb39b427bb79c100ab88fb5a8010fec53f9691e89cdc52".into()),
+                id: "blazeface-human-3.3.6".into(),
+            },
             input: InputSpec { size: 256, channel_order: ChannelOrder::Rgb, layout: Layout::Nhwc, mean: [127.5; 3], std: [127.5; 3] },
             score_outputs: vec!["Identity:0".into(), "Identity_1:0".into()],
             regressor_outputs: vec!["Identity_2:0".into(), "Identity_3:0".into()],
@@ -122,6 +131,8 @@ impl Default for DetectorConfig {
             keypoints: 6,
             score_threshold: 0.65,
             iou_threshold: 0.3,
+            rotations: true,
+            confident_score: 0.8,
         }
     }
 }
@@ -138,17 +149,25 @@ pub struct LandmarksConfig {
     pub crop_scale: f32,
     /// Minimum face probability from the landmarker (the second gate).
     pub flag_threshold: f32,
+    /// Landmark passes: the first crops from the detector, each later one from the
+    /// previous mesh.
+    pub passes: usize,
 }
 
 impl Default for LandmarksConfig {
     fn default() -> Self {
         Self {
-            model: ModelFile { path: "facemesh.onnx".into(), sha256: None, id: "facemesh-human-3.3.6".into() },
+            model: ModelFile {
+                path: "facemesh.onnx".into(),
+                sha256: Some("8db5552bb0b6570d80be09b431ba3ddf5369c5ee2caa692b082b8fd77fb07825".into()),
+                id: "facemesh-human-3.3.6".into(),
+            },
             input: InputSpec { size: 192, channel_order: ChannelOrder::Rgb, layout: Layout::Nhwc, mean: [0.0; 3], std: [255.0; 3] },
             mesh_output: "output_mesh".into(),
             flag_output: "output_faceflag".into(),
             crop_scale: 1.5,
             flag_threshold: 0.9,
+            passes: 3,
         }
     }
 }
@@ -169,7 +188,11 @@ pub struct EmbedderConfig {
 impl Default for EmbedderConfig {
     fn default() -> Self {
         Self {
-            model: ModelFile { path: "faceres.onnx".into(), sha256: None, id: "faceres-human-3.3.6".into() },
+            model: ModelFile {
+                path: "faceres.onnx".into(),
+                sha256: Some("b46e3c7a4f70b206dfbdb2ceabe7a8b8a69e3389bbdef205b95421bbcce9bbfb".into()),
+                id: "faceres-human-3.3.6".into(),
+            },
             input: InputSpec {
                 size: 224,
                 channel_order: ChannelOrder::Bgr,

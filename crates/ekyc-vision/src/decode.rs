@@ -105,7 +105,12 @@ fn map_image_error(e: image::ImageError) -> DecodeError {
         E::Decoding(d) => {
             let msg = d.to_string();
             let lower = msg.to_ascii_lowercase();
-            if lower.contains("eof") || lower.contains("end of") || lower.contains("truncat") || lower.contains("exhausted") {
+            if lower.contains("eof")
+                || lower.contains("not enough bytes")
+                || lower.contains("end of")
+                || lower.contains("truncat")
+                || lower.contains("exhausted")
+            {
                 DecodeError::Truncated(msg)
             } else {
                 DecodeError::Corrupt(msg)

@@ -129,13 +129,23 @@ impl Detector {
         Ok(Self { cfg: cfg.clone(), model: Model::open(env, "detector", &cfg.model, path, threads)? })
     }
 
-    /// All faces above the score threshold, merged by weighted NMS, best first.
-    pub fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>> {
+    /// All faces above the score threshold in the image turned clockwise by
+    /// `quarter_turns` x 90 degrees, merged by weighted NMS, best first; results are in the
+    /// original image's pixels. (BlazeFace finds upright and sideways faces; upside-down
+    /// ones need the half turn.)
+    pub fn detect(&self, img: &RgbImage, quarter_turns: u8) -> Result<Vec<Detection>> {
         let s = self.cfg.input.size as f64;
         let (w, h) = (f64::from(img.width()), f64::from(img.height()));
-        let r = s / w.max(h);
-        let (pad_x, pad_y) = ((s - w * r) / 2.0, (s - h * r) / 2.0);
-        let to_src = Affine([1.0 / r, 0.0, -pad_x / r, 0.0, 1.0 / r, -pad_y / r]);
+        let (tw, th) = if quarter_turns % 2 == 1 { (h, w) } else { (w, h) };
+        let r = s / tw.max(th);
+        let (pad_x, pad_y) = ((s - tw * r) / 2.0, (s - th * r) / 2.0);
+        // input -> turned image (letterbox), then turned -> original (about the centres).
+        let to_turned = Affine([1.0 / r, 0.0, -pad_x / r, 0.0, 1.0 / r, -pad_y / r]);
+        let angle = -f64::from(quarter_turns) * std::f64::consts::FRAC_PI_2;
+        let (sin, cos) = (angle.sin().round(), angle.cos().round());
+        let turn_back =
+            Affine([cos, -sin, w / 2.0 - (cos * tw / 2.0 - sin * th / 2.0), sin, cos, h / 2.0 - (sin * tw / 2.0 + cos * th / 2.0)]);
+        let to_src = turn_back.compose(&to_turned);
         let input = warp_affine(img, &to_src, self.cfg.input.size, self.cfg.input.size);
         let names: Vec<&str> = self.cfg.score_outputs.iter().chain(&self.cfg.regressor_outputs).map(String::as_str).collect();
         let out = self.model.run(&self.cfg.input, std::slice::from_ref(&input), &names)?;
@@ -168,10 +178,10 @@ impl Detector {
                 let v = &reg[a * regs..(a + 1) * regs];
                 let (cx, cy) = (ax + v[0], ay + v[1]);
                 let back = |x: f32, y: f32| to_src.apply(Point::new(x, y));
-                let p1 = back(cx - v[2] / 2.0, cy - v[3] / 2.0);
-                let p2 = back(cx + v[2] / 2.0, cy + v[3] / 2.0);
+                // Quarter turns map boxes to boxes: the corners' hull is exact.
+                let bbox = BBox::around([back(cx - v[2] / 2.0, cy - v[3] / 2.0), back(cx + v[2] / 2.0, cy + v[3] / 2.0)]);
                 let keypoints = (0..self.cfg.keypoints).map(|i| back(ax + v[4 + 2 * i], ay + v[5 + 2 * i])).collect();
-                candidates.push(Detection { bbox: BBox { x1: p1.x, y1: p1.y, x2: p2.x, y2: p2.y }, score, keypoints });
+                candidates.push(Detection { bbox, score, keypoints });
             }
         }
         Ok(weighted_nms(candidates, self.cfg.iou_threshold))

@@ -1,4 +1,4 @@
-//! The face pipeline: detect (BlazeFace) → landmarks in two passes (FaceMesh) → gates →
+//! The face pipeline: detect (BlazeFace, any quarter turn) → landmarks in passes (FaceMesh) → gates →
 //! five alignment points → head pose → aligned crop and quality → embedding (FaceRes).
 //!
 //! Stages are public so a service can batch the expensive last stage across requests:
@@ -166,9 +166,30 @@ impl FacePipeline {
         Ok(out)
     }
 
-    /// Detection and two landmark passes, gated, largest face first.
+    /// Detection and landmark passes, gated, largest face first.
+    ///
+    /// Photos whose EXIF orientation was stripped can be sideways or upside down. When the
+    /// upright image yields no gated face with a detector score of at least
+    /// `detector.confident_score`, and `detector.rotations` is set, the image is also tried
+    /// turned by a quarter, three quarters and half a turn; the turn whose best gated face
+    /// scores highest wins.
     pub fn detect_and_mesh(&self, img: &RgbImage) -> Result<Vec<(Detection, Mesh)>> {
-        let mut dets = self.detector.detect(img)?;
+        let top = |faces: &[(Detection, Mesh)]| faces.iter().map(|(d, _)| d.score).fold(0.0f32, f32::max);
+        let turns: &[u8] = if self.cfg.detector.rotations { &[0, 1, 3, 2] } else { &[0] };
+        let mut best: Vec<(Detection, Mesh)> = Vec::new();
+        for &quarter_turns in turns {
+            let found = self.mesh_and_gate(img, self.detector.detect(img, quarter_turns)?)?;
+            if top(&found) > top(&best) {
+                best = found;
+            }
+            if top(&best) >= self.cfg.detector.confident_score {
+                break;
+            }
+        }
+        Ok(best)
+    }
+
+    fn mesh_and_gate(&self, img: &RgbImage, mut dets: Vec<Detection>) -> Result<Vec<(Detection, Mesh)>> {
         dets.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
         dets.truncate(self.cfg.max_faces * 2);
         if dets.is_empty() {
@@ -178,15 +199,21 @@ impl FacePipeline {
         let first: Vec<MeshCrop> = dets
             .iter()
             .map(|d| {
-                let (l, r) = (d.keypoints[0], d.keypoints[1]);
-                MeshCrop { center: d.bbox.center(), side: scale * d.bbox.width().max(d.bbox.height()), angle: (r.y - l.y).atan2(r.x - l.x) }
+                // Level the crop by the eyes-to-mouth axis (it points down the face at any
+                // rotation, where the eye order alone is ambiguous upside down).
+                let (l, r, mouth) = (d.keypoints[0], d.keypoints[1], d.keypoints[3]);
+                let mid = Point::new((l.x + r.x) / 2.0, (l.y + r.y) / 2.0);
+                let angle = (mouth.y - mid.y).atan2(mouth.x - mid.x) - std::f32::consts::FRAC_PI_2;
+                MeshCrop { center: d.bbox.center(), side: scale * d.bbox.width().max(d.bbox.height()), angle }
             })
             .collect();
-        let pass1 = self.landmarker.run(img, &first)?;
-        let second: Vec<MeshCrop> = pass1.iter().map(|m| crop_from_mesh(m, scale)).collect();
-        let pass2 = self.landmarker.run(img, &second)?;
+        let mut meshes = self.landmarker.run(img, &first)?;
+        for _ in 1..self.landmarker.config().passes.max(1) {
+            let next: Vec<MeshCrop> = meshes.iter().map(|m| crop_from_mesh(m, scale)).collect();
+            meshes = self.landmarker.run(img, &next)?;
+        }
         let flag_min = self.landmarker.config().flag_threshold;
-        let mut kept: Vec<(Detection, Mesh)> = dets.into_iter().zip(pass2).filter(|(_, m)| m.face_flag >= flag_min).collect();
+        let mut kept: Vec<(Detection, Mesh)> = dets.into_iter().zip(meshes).filter(|(_, m)| m.face_flag >= flag_min).collect();
         // Two detections can converge on one face after refinement; keep the first.
         let mut unique: Vec<(Detection, Mesh)> = Vec::with_capacity(kept.len());
         for (d, m) in kept.drain(..) {
@@ -200,7 +227,7 @@ impl FacePipeline {
     }
 }
 
-/// The second-pass crop: eyes levelled from mesh points 33 → 263, around the mesh's box in
+/// The next pass's crop: eyes levelled from mesh points 33 → 263, around the mesh's box in
 /// that levelled frame.
 fn crop_from_mesh(m: &Mesh, scale: f32) -> MeshCrop {
     let (l, r) = (m.point(33), m.point(263));

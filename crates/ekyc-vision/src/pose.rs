@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::CANONICAL_FACE;
-use crate::geometry::{Mat3, fit_rotation, mat_mul, rot_x, rot_y, transpose};
+use crate::geometry::{Mat3, fit_rotation};
 use crate::models::Mesh;
 
 /// Head orientation in degrees (see the module docs for the signs).
@@ -39,28 +39,26 @@ pub fn estimate(mesh: &Mesh) -> HeadPose {
     from_rotation(&rotation(mesh))
 }
 
-/// Decomposes `r = Ry(b) · Rx(a) · Rz(roll)`; the face's forward direction (towards the
-/// camera, -z in the canonical face) depends only on `b` and `a`.
+/// Decomposes `r = Rz(roll) · Ry(b) · Rx(a)` with `yaw = -b`, `pitch = -a`.
+///
+/// Roll is the outermost rotation, about the camera axis, so rotating the image in plane
+/// changes roll alone, and yaw and pitch are turns about the head's own axes.
 pub fn from_rotation(r: &Mat3) -> HeadPose {
-    let f = [-r[0][2], -r[1][2], -r[2][2]];
-    let yaw = f[0].atan2(-f[2]);
-    let pitch = (-f[1]).atan2((f[0] * f[0] + f[2] * f[2]).sqrt());
-    // Undo yaw and pitch (b = -yaw, a = -pitch) to leave the in-plane rotation.
-    let yaw_pitch = mat_mul(&rot_y(-yaw), &rot_x(-pitch));
-    let rz = mat_mul(&transpose(&yaw_pitch), r);
-    let roll = rz[1][0].atan2(rz[0][0]);
-    HeadPose { yaw: yaw.to_degrees() as f32, pitch: pitch.to_degrees() as f32, roll: roll.to_degrees() as f32 }
+    let b = (-r[2][0]).clamp(-1.0, 1.0).asin();
+    let a = r[2][1].atan2(r[2][2]);
+    let roll = r[1][0].atan2(r[0][0]);
+    HeadPose { yaw: (-b).to_degrees() as f32, pitch: (-a).to_degrees() as f32, roll: roll.to_degrees() as f32 }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::rot_z;
+    use crate::geometry::{mat_mul, rot_x, rot_y, rot_z};
 
     #[test]
     fn decomposition_inverts_composition() {
         for (yaw, pitch, roll) in [(20.0f64, 0.0f64, 0.0f64), (-30.0, 10.0, 5.0), (0.0, -15.0, -20.0), (12.0, 18.0, 30.0)] {
-            let r = mat_mul(&rot_y(-yaw.to_radians()), &mat_mul(&rot_x(-pitch.to_radians()), &rot_z(roll.to_radians())));
+            let r = mat_mul(&rot_z(roll.to_radians()), &mat_mul(&rot_y(-yaw.to_radians()), &rot_x(-pitch.to_radians())));
             let p = from_rotation(&r);
             assert!((f64::from(p.yaw) - yaw).abs() < 1e-3, "{p:?}");
             assert!((f64::from(p.pitch) - pitch).abs() < 1e-3, "{p:?}");

@@ -1,0 +1,4 @@
+//! Test kit shared by the test suites and the load generator: access to the labelled
+//! development photos in `../shared/faces` (never copied into the repository).
+
+pub mod dataset;
