@@ -22,6 +22,8 @@ pub async fn scaffold(kind: ServiceKind) -> Result<(RoutesBuilder, HealthReporte
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ekyc_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(kind.grpc_name())
+        .with_service_name("grpc.health.v1.Health")
         .build_v1()?;
     let mut routes = RoutesBuilder::default();
     routes.add_service(health).add_service(reflection);

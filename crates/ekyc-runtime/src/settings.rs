@@ -183,4 +183,19 @@ mod tests {
         assert!(matches!(Settings::load(Some(&file)), Err(SettingsError::Invalid(_))));
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn the_readme_example_is_valid() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README");
+        let start = readme.find("```toml\n").expect("a TOML example") + "```toml\n".len();
+        let end = start + readme[start..].find("```").expect("closed block");
+        let dir = std::env::temp_dir().join(format!("ekyc-readme-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("ekyc.toml");
+        std::fs::write(&file, &readme[start..end]).expect("write");
+        let s = Settings::load(Some(&file)).expect("the README's settings load");
+        assert_eq!(s.vision, VisionConfig::default(), "the README shows the defaults");
+        assert_eq!(s.server, ServerSettings::default());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1,0 +1,119 @@
+//! The `ekyc` binary as a user runs it: real models, real photos, exit codes and one-line
+//! errors.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use ekyc_testkit::dataset::{faces_dir, photo};
+use serde_json::Value;
+
+fn ekyc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ekyc")).args(args).output().expect("ekyc runs")
+}
+
+fn json(out: &Output) -> Value {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("valid JSON on stdout")
+}
+
+fn path(file: &str) -> String {
+    photo(file).path().display().to_string()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ekyc-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// The error is one line on stderr starting with `error:` and the exit code is non-zero.
+fn assert_one_line_error(out: &Output, needle: &str) {
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
+}
+
+#[test]
+fn compare_decides_same_and_different_people() {
+    let same = json(&ekyc(&["compare", &path("obama_1.jpg"), &path("obama_3.jpg"), "--json"]));
+    assert_eq!(same["same_person"], true);
+    let diff = json(&ekyc(&["compare", &path("obama_1.jpg"), &path("biden_2.jpg"), "--json"]));
+    assert_eq!(diff["same_person"], false);
+    assert!(same["similarity"].as_f64() > diff["similarity"].as_f64());
+    assert_eq!(same["threshold"].as_f64().map(|t| (t * 100.0).round()), Some(62.0));
+    let text = ekyc(&["compare", &path("rose_leslie_1.jpg"), &path("rose_leslie_2.jpg")]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("same person"));
+}
+
+#[test]
+fn faces_lists_every_face_with_pose_and_quality() {
+    let out = ekyc(&["faces", &path("multi_two_people.jpg"), &path("obama_2.jpg"), "--json", "--embed"]);
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["faces"].as_array().map(Vec::len), Some(2));
+    let face = &lines[1]["faces"][0];
+    assert_eq!(face["landmarks"].as_array().map(Vec::len), Some(5));
+    assert!(face["pose"]["yaw"].as_f64().is_some_and(|y| y < -8.0), "{face}");
+    assert!(face["quality"]["face_size_px"].as_f64().is_some_and(|s| s > 100.0));
+    assert_eq!(face["embedding"].as_array().map(Vec::len), Some(1024));
+    let plain = ekyc(&["faces", &path("obama_1.jpg")]);
+    let text = String::from_utf8_lossy(&plain.stdout);
+    assert!(text.contains("1 face(s)") && text.contains("yaw") && !text.contains("embedding"), "{text}");
+}
+
+#[test]
+fn eval_pairs_reports_metrics_from_labels_and_from_pairs() {
+    let dir = faces_dir();
+    let labels = dir.join("labels.csv");
+    let r = json(&ekyc(&["eval", "pairs", &labels.display().to_string(), &dir.display().to_string(), "--json"]));
+    assert_eq!(r["roc_auc"].as_f64(), Some(1.0));
+    assert_eq!(r["configured_accuracy"].as_f64(), Some(1.0));
+    assert_eq!(r["images_without_face"].as_array().map(Vec::len), Some(0));
+    let genuine = r["genuine_pairs"].as_u64().expect("count");
+    let impostor = r["impostor_pairs"].as_u64().expect("count");
+    assert_eq!(genuine + impostor, r["pairs"].as_u64().expect("count"));
+    assert!(r["tar_at_far"][0]["tar"].as_f64().is_some());
+    assert!(r["tar_at_far"][1]["note"].as_str().is_some_and(|n| n.contains("too few impostor pairs")));
+
+    let tmp = temp_dir("pairs");
+    let csv = tmp.join("pairs.csv");
+    std::fs::write(&csv, "file_x,file_y,label\nobama_1.jpg,obama_2.jpg,Yes\nobama_1.jpg,biden_1.jpg,No\nrose_leslie_1.jpg,rose_leslie_2.jpg,1\nkit_harington_1.jpg,alex_lacamoire_1.png,false\n").expect("write");
+    let r = json(&ekyc(&["eval", "pairs", &csv.display().to_string(), &dir.display().to_string(), "--json"]));
+    assert_eq!((r["genuine_pairs"].as_u64(), r["impostor_pairs"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(r["best_accuracy"].as_f64(), Some(1.0));
+    let text = ekyc(&["eval", "pairs", &csv.display().to_string(), &dir.display().to_string()]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("ROC AUC") && text.contains("EER") && text.contains("TAR at FAR 1 %"), "{text}");
+    let _ = std::fs::remove_dir_all(tmp);
+}
+
+#[test]
+fn errors_are_one_clear_line_and_a_failure_exit() {
+    let tmp = temp_dir("errors");
+    let text = tmp.join("notes.jpg");
+    std::fs::write(&text, "this is not a photo").expect("write");
+    assert_one_line_error(&ekyc(&["faces", &text.display().to_string()]), "unsupported image format");
+    assert_one_line_error(&ekyc(&["faces", "/nonexistent/photo.jpg"]), "reading /nonexistent/photo.jpg");
+
+    let blank = tmp.join("blank.png");
+    image::RgbImage::from_pixel(200, 200, image::Rgb([200, 200, 200])).save(&blank).expect("write");
+    assert_one_line_error(&ekyc(&["compare", &blank.display().to_string(), &path("obama_1.jpg")]), "no face found");
+
+    let bad_csv = tmp.join("bad.csv");
+    std::fs::write(&bad_csv, "a.jpg,b.jpg,yes\nc.jpg,d.jpg,perhaps\n").expect("write");
+    assert_one_line_error(&ekyc(&["eval", "pairs", &bad_csv.display().to_string(), "."]), "line 2");
+
+    let bad_cfg = tmp.join("bad.toml");
+    std::fs::write(&bad_cfg, "[vision]\nmatch_threshold = \"high\"\n").expect("write");
+    assert_one_line_error(&ekyc(&["--config", &bad_cfg.display().to_string(), "faces", &path("obama_1.jpg")]), "settings");
+    let _ = std::fs::remove_dir_all(tmp);
+}
+
+#[test]
+fn serve_refuses_an_unknown_service() {
+    let out = ekyc(&["serve", "--service", "billing"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown service `billing`"));
+}

@@ -1,0 +1,3 @@
+//! End-to-end tests: the services over real gRPC on loopback.
+
+mod health;
