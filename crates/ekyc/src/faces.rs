@@ -22,7 +22,9 @@ struct ImageFaces<'a> {
     image: String,
     width: u32,
     height: u32,
+    /// Decoding plus analysis.
     milliseconds: f64,
+    decode_milliseconds: f64,
     faces: &'a [Face],
 }
 
@@ -34,15 +36,29 @@ pub fn faces(settings: &Settings, images: &[std::path::PathBuf], json: bool, emb
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let start = std::time::Instant::now();
         let img = p.decode(&bytes).with_context(|| path.display().to_string())?;
+        let decode_ms = start.elapsed().as_secs_f64() * 1000.0;
         let faces = p.analyze(&img, opts).with_context(|| path.display().to_string())?;
         let ms = start.elapsed().as_secs_f64() * 1000.0;
         if json {
-            let record =
-                ImageFaces { image: path.display().to_string(), width: img.width(), height: img.height(), milliseconds: ms, faces: &faces };
+            let record = ImageFaces {
+                image: path.display().to_string(),
+                width: img.width(),
+                height: img.height(),
+                milliseconds: ms,
+                decode_milliseconds: decode_ms,
+                faces: &faces,
+            };
             writeln!(out, "{}", serde_json::to_string(&record)?)?;
             continue;
         }
-        writeln!(out, "{} ({}x{}): {} face(s) in {ms:.1} ms", path.display(), img.width(), img.height(), faces.len())?;
+        writeln!(
+            out,
+            "{} ({}x{}): {} face(s) in {ms:.1} ms (decode {decode_ms:.1} ms)",
+            path.display(),
+            img.width(),
+            img.height(),
+            faces.len()
+        )?;
         for (i, f) in faces.iter().enumerate() {
             let b = &f.bbox;
             writeln!(
