@@ -3,7 +3,9 @@
 
 use std::net::SocketAddr;
 
+use ekyc_facematch::FacematchConfig;
 use ekyc_runtime::ServiceKind;
+use ekyc_vision::VisionConfig;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
@@ -51,10 +53,14 @@ pub async fn start(kind: ServiceKind) -> Running {
     };
     let task = tokio::spawn(async move {
         let r = match kind {
-            ServiceKind::Orchestrator => ekyc_orchestrator::serve(listener, shutdown).await,
-            ServiceKind::Liveness => ekyc_liveness::serve(listener, shutdown).await,
-            ServiceKind::Document => ekyc_document::serve(listener, shutdown).await,
-            ServiceKind::Facematch => ekyc_facematch::serve(listener, shutdown).await,
+            ServiceKind::Orchestrator => ekyc_orchestrator::serve(listener, shutdown).await.map_err(|e| e.to_string()),
+            ServiceKind::Liveness => ekyc_liveness::serve(listener, shutdown).await.map_err(|e| e.to_string()),
+            ServiceKind::Document => ekyc_document::serve(listener, shutdown).await.map_err(|e| e.to_string()),
+            ServiceKind::Facematch => {
+                ekyc_facematch::serve(VisionConfig::default(), FacematchConfig::default(), 32 << 20, listener, shutdown)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         };
         r.expect("server runs");
     });

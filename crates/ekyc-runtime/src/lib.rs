@@ -2,8 +2,10 @@
 //! gRPC serving scaffold (health, reflection, message limits, graceful shutdown) that every
 //! service uses the same way.
 
+pub mod admission;
+pub mod convert;
 pub mod serve;
 pub mod settings;
 pub mod telemetry;
 
-pub use settings::{ServerSettings, ServiceKind, Settings, SettingsError};
+pub use settings::{LogSettings, ServerSettings, ServiceKind, SettingsError, load_layered};

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use ekyc_vision::VisionConfig;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -73,6 +72,8 @@ pub struct ServerSettings {
     /// Largest gRPC message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED before
     /// any image work.
     pub max_message_bytes: usize,
+    /// Port of the Prometheus `/metrics` listener (`ekyc serve`); 0 turns it off.
+    pub metrics_port: u16,
 }
 
 impl Default for ServerSettings {
@@ -84,11 +85,22 @@ impl Default for ServerSettings {
             document_port: 50053,
             facematch_port: 50054,
             max_message_bytes: 32 * 1024 * 1024,
+            metrics_port: 9090,
         }
     }
 }
 
 impl ServerSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.max_message_bytes < 1024 {
+            return Err(SettingsError::Invalid("server.max_message_bytes must be at least 1024".into()));
+        }
+        for kind in ServiceKind::ALL {
+            self.addr(kind)?;
+        }
+        Ok(())
+    }
+
     pub fn port(&self, kind: ServiceKind) -> u16 {
         match kind {
             ServiceKind::Orchestrator => self.orchestrator_port,
@@ -121,81 +133,56 @@ impl Default for LogSettings {
     }
 }
 
-/// All settings of the project.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Settings {
-    /// The file these settings were read from, if any (also `EKYC__CONFIG_FILE`).
-    pub config_file: Option<PathBuf>,
-    pub server: ServerSettings,
-    pub log: LogSettings,
-    pub vision: VisionConfig,
-}
-
-impl Settings {
-    /// Defaults, then `file` (or `$EKYC__CONFIG_FILE`) if given, then `EKYC__*` variables.
-    pub fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
-        let env_file = std::env::var_os("EKYC__CONFIG_FILE").map(PathBuf::from);
-        let file = file.map(Path::to_path_buf).or(env_file);
-        let defaults = config::Config::try_from(&Settings::default())?;
-        let mut builder = config::Config::builder().add_source(defaults);
-        if let Some(f) = &file {
-            builder = builder.add_source(config::File::from(f.as_path()).format(config::FileFormat::Toml).required(true));
-        }
-        builder = builder.add_source(config::Environment::with_prefix("EKYC").prefix_separator("__").separator("__").try_parsing(true));
-        let mut settings: Settings = builder.build()?.try_deserialize()?;
-        settings.config_file = file;
-        settings.validate()?;
-        Ok(settings)
+/// Loads a settings struct in layers: `T::default()`, then `file` (or `$EKYC__CONFIG_FILE`)
+/// when given, then environment variables `EKYC__SECTION__KEY`. Unknown keys are refused
+/// when `T` denies them. Returns the settings and the file they were read from.
+pub fn load_layered<T>(file: Option<&Path>) -> Result<(T, Option<PathBuf>), SettingsError>
+where
+    T: Default + Serialize + serde::de::DeserializeOwned,
+{
+    let env_file = std::env::var_os("EKYC__CONFIG_FILE").map(PathBuf::from);
+    let file = file.map(Path::to_path_buf).or(env_file);
+    let defaults = config::Config::try_from(&T::default())?;
+    let mut builder = config::Config::builder().add_source(defaults);
+    if let Some(f) = &file {
+        builder = builder.add_source(config::File::from(f.as_path()).format(config::FileFormat::Toml).required(true));
     }
-
-    pub fn validate(&self) -> Result<(), SettingsError> {
-        self.vision.validate().map_err(|e| SettingsError::Invalid(format!("vision: {e}")))?;
-        if self.server.max_message_bytes < 1024 {
-            return Err(SettingsError::Invalid("server.max_message_bytes must be at least 1024".into()));
-        }
-        for kind in ServiceKind::ALL {
-            self.server.addr(kind)?;
-        }
-        Ok(())
+    builder = builder
+        .add_source(config::Environment::with_prefix("EKYC").prefix_separator("__").separator("__").try_parsing(true).ignore_empty(true));
+    // The file's own path is not a setting.
+    let built = builder.build()?;
+    let mut value: config::Value = built.try_deserialize()?;
+    if let config::ValueKind::Table(t) = &mut value.kind {
+        t.remove("config_file");
     }
+    let settings = value.try_deserialize()?;
+    Ok((settings, file))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct Demo {
+        server: ServerSettings,
+        log: LogSettings,
+    }
+
     #[test]
     fn layers_override_in_order() {
         let dir = std::env::temp_dir().join(format!("ekyc-settings-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("ekyc.toml");
-        std::fs::write(&file, "[vision]\nmatch_threshold = 0.7\nintra_threads = 3\n[server]\nfacematch_port = 6000\n").expect("write");
-        let s = Settings::load(Some(&file)).expect("loads");
-        assert_eq!(s.vision.match_threshold, 0.7);
-        assert_eq!(s.vision.intra_threads, 3);
+        std::fs::write(&file, "[server]\nfacematch_port = 6000\n[log]\njson = true\n").expect("write");
+        let (s, from): (Demo, _) = load_layered(Some(&file)).expect("loads");
+        assert_eq!(from.as_deref(), Some(file.as_path()));
         assert_eq!(s.server.facematch_port, 6000);
+        assert!(s.log.json);
         assert_eq!(s.server.liveness_port, ServerSettings::default().liveness_port);
-
-        std::fs::write(&file, "[vision]\nno_such_key = 1\n").expect("write");
-        assert!(Settings::load(Some(&file)).is_err(), "unknown keys are refused");
-        std::fs::write(&file, "[vision]\nmatch_threshold = 0.7\nmax_faces = 0\n").expect("write");
-        assert!(matches!(Settings::load(Some(&file)), Err(SettingsError::Invalid(_))));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn the_readme_example_is_valid() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README");
-        let start = readme.find("```toml\n").expect("a TOML example") + "```toml\n".len();
-        let end = start + readme[start..].find("```").expect("closed block");
-        let dir = std::env::temp_dir().join(format!("ekyc-readme-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let file = dir.join("ekyc.toml");
-        std::fs::write(&file, &readme[start..end]).expect("write");
-        let s = Settings::load(Some(&file)).expect("the README's settings load");
-        assert_eq!(s.vision, VisionConfig::default(), "the README shows the defaults");
-        assert_eq!(s.server, ServerSettings::default());
+        std::fs::write(&file, "[server]\nno_such_key = 1\n").expect("write");
+        assert!(load_layered::<Demo>(Some(&file)).is_err(), "unknown keys are refused");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

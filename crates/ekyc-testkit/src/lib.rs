@@ -1,4 +1,6 @@
 //! Test kit shared by the test suites and the load generator: access to the labelled
-//! development photos in `../shared/faces` (never copied into the repository).
+//! development photos in `../shared/faces` (never copied into the repository), and head
+//! turns synthesised from them.
 
+pub mod bad_images;
 pub mod dataset;

@@ -45,18 +45,33 @@ pub fn probe_dimensions(bytes: &[u8], limits: &DecodeLimits) -> Result<(u32, u32
     Ok(decoder.dimensions())
 }
 
+/// What decoding found out about an image besides its pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageMeta {
+    /// MIME type of the encoded bytes, e.g. `image/jpeg`.
+    pub content_type: &'static str,
+    /// The EXIF orientation that was applied (1..=8; 1 when the image had none).
+    pub exif_orientation: u8,
+}
+
 /// Decodes `bytes` into RGB, applying EXIF orientation; grayscale, 16-bit and alpha images
 /// become 8-bit RGB (alpha is composited over white).
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeError> {
+    decode_with_meta(bytes, limits).map(|(img, _)| img)
+}
+
+/// [`decode`], also returning the format and the orientation applied.
+pub fn decode_with_meta(bytes: &[u8], limits: &DecodeLimits) -> Result<(RgbImage, ImageMeta), DecodeError> {
     let (format, mut decoder) = open(bytes, limits)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let meta = ImageMeta { content_type: format.to_mime_type(), exif_orientation: orientation.to_exif() };
     let mut img = DynamicImage::from_decoder(decoder).map_err(map_image_error)?;
     if format == ImageFormat::Jpeg && jpeg_is_truncated(bytes) {
         // The JPEG decoder fills missing scan data with grey instead of failing.
         return Err(DecodeError::Truncated("JPEG ends before its end-of-image marker".into()));
     }
     img.apply_orientation(orientation);
-    Ok(to_rgb(img))
+    Ok((to_rgb(img), meta))
 }
 
 fn open<'a>(bytes: &'a [u8], limits: &DecodeLimits) -> Result<(ImageFormat, Box<dyn ImageDecoder + 'a>), DecodeError> {

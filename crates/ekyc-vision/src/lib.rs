@@ -23,7 +23,7 @@ pub mod runtime;
 
 pub use canonical::CANONICAL_FACE;
 pub use config::VisionConfig;
-pub use decode::{DecodeLimits, decode, probe_dimensions};
+pub use decode::{DecodeLimits, ImageMeta, decode, decode_with_meta, probe_dimensions};
 pub use error::{DecodeError, Result, VisionError};
 pub use geometry::{BBox, Point};
 pub use models::cosine;

@@ -324,22 +324,10 @@ impl Embedder {
         &self.cfg
     }
 
-    /// The template points in crop pixels, margin applied.
-    pub fn template(&self) -> [Point; 5] {
-        let s = self.cfg.input.size as f32;
-        let half = s / 2.0;
-        ARCFACE_TEMPLATE.map(|[x, y]| {
-            let (x, y) = (x * s / 112.0, y * s / 112.0);
-            Point::new(half + (x - half) / self.cfg.margin, half + (y - half) / self.cfg.margin)
-        })
-    }
-
-    /// The aligned crop for five image points (see [`ARCFACE_TEMPLATE`] for their order),
-    /// or `None` when the points are degenerate.
-    pub fn align(&self, img: &RgbImage, five: &[Point; 5]) -> Option<FloatImage> {
-        let to_crop = umeyama_2d(five, &self.template())?;
-        let to_src = to_crop.inverse()?;
-        Some(warp_affine(img, &to_src, self.cfg.input.size, self.cfg.input.size))
+    /// Largest batch of crops one call runs at once (the model's batch dimension, halved
+    /// when mirrors are added).
+    pub fn max_batch(&self) -> usize {
+        if self.cfg.add_mirror { (self.model.max_batch / 2).max(1) } else { self.model.max_batch }
     }
 
     /// L2-normalised embeddings of aligned crops (mirrors added when configured).
@@ -359,6 +347,42 @@ impl Embedder {
                 v
             })
             .collect())
+    }
+}
+
+/// Aligns faces for the embedder: the crop whose five points sit on the ArcFace template,
+/// scaled to the embedder's input size, with its margin.
+#[derive(Debug, Clone)]
+pub struct Aligner {
+    cfg: EmbedderConfig,
+}
+
+impl Aligner {
+    pub fn new(cfg: &EmbedderConfig) -> Self {
+        Self { cfg: cfg.clone() }
+    }
+
+    /// The template fills `1 / margin` of the crop.
+    pub fn margin(&self) -> f32 {
+        self.cfg.margin
+    }
+
+    /// The template points in crop pixels, margin applied.
+    pub fn template(&self) -> [Point; 5] {
+        let s = self.cfg.input.size as f32;
+        let half = s / 2.0;
+        ARCFACE_TEMPLATE.map(|[x, y]| {
+            let (x, y) = (x * s / 112.0, y * s / 112.0);
+            Point::new(half + (x - half) / self.cfg.margin, half + (y - half) / self.cfg.margin)
+        })
+    }
+
+    /// The aligned crop for five image points (see [`ARCFACE_TEMPLATE`] for their order),
+    /// or `None` when the points are degenerate.
+    pub fn align(&self, img: &RgbImage, five: &[Point; 5]) -> Option<FloatImage> {
+        let to_crop = umeyama_2d(five, &self.template())?;
+        let to_src = to_crop.inverse()?;
+        Some(warp_affine(img, &to_src, self.cfg.input.size, self.cfg.input.size))
     }
 }
 

@@ -3,17 +3,17 @@
 //!
 //! Stages are public so a service can batch the expensive last stage across requests:
 //! [`FacePipeline::prepare`] does everything up to the aligned crop, and
-//! [`Embedder::embed`] takes crops from many images at once.
+//! [`Embedder::embed`](crate::models::Embedder::embed) takes crops from many images at once.
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::config::VisionConfig;
-use crate::decode::decode;
+use crate::decode::{ImageMeta, decode, decode_with_meta};
 use crate::error::{Result, VisionError};
 use crate::geometry::{BBox, Point};
 use crate::imgops::{FloatImage, laplacian_variance};
-use crate::models::{Detection, Detector, Embedder, Landmarker, Mesh, MeshCrop};
+use crate::models::{Aligner, Detection, Detector, Embedder, Landmarker, Mesh, MeshCrop};
 use crate::pose::{self, HeadPose};
 use crate::runtime;
 
@@ -29,7 +29,7 @@ pub const MOUTH_IMAGE_RIGHT: usize = 291;
 /// Per-face quality measures.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct FaceQuality {
-    /// Larger side of the face box, in pixels.
+    /// Shorter side of the face box, in pixels (compared against minimum face sizes).
     pub face_size_px: f32,
     /// Distance between the eye centres, in pixels.
     pub inter_eye_px: f32,
@@ -93,27 +93,43 @@ pub struct FacePipeline {
     cfg: VisionConfig,
     detector: Detector,
     landmarker: Landmarker,
-    embedder: Embedder,
+    aligner: Aligner,
+    /// Absent in a pipeline built by [`FacePipeline::without_embedder`].
+    embedder: Option<Embedder>,
 }
 
 impl FacePipeline {
     /// Loads ONNX Runtime and the three models.
     pub fn new(cfg: VisionConfig) -> Result<Self> {
+        let mut p = Self::without_embedder(cfg)?;
+        p.embedder = Some(Self::open_embedder(&p.cfg)?);
+        Ok(p)
+    }
+
+    /// Detector and landmarker only: everything up to the aligned crop ([`Self::prepare`]),
+    /// for workers whose crops are embedded elsewhere (a batching embedder thread).
+    pub fn without_embedder(cfg: VisionConfig) -> Result<Self> {
         cfg.validate().map_err(VisionError::Config)?;
         let env = runtime::environment(cfg.ort_library.as_deref())?;
         let threads = cfg.threads();
         let detector = Detector::open(env, &cfg.detector, &cfg.model_path(&cfg.detector.model), threads)?;
         let landmarker = Landmarker::open(env, &cfg.landmarks, &cfg.model_path(&cfg.landmarks.model), threads)?;
-        let embedder = Embedder::open(env, &cfg.embedder, &cfg.model_path(&cfg.embedder.model), threads)?;
-        Ok(Self { cfg, detector, landmarker, embedder })
+        Ok(Self { aligner: Aligner::new(&cfg.embedder), cfg, detector, landmarker, embedder: None })
+    }
+
+    /// A new embedder session as configured (one per embedding thread).
+    pub fn open_embedder(cfg: &VisionConfig) -> Result<Embedder> {
+        let env = runtime::environment(cfg.ort_library.as_deref())?;
+        Embedder::open(env, &cfg.embedder, &cfg.model_path(&cfg.embedder.model), cfg.threads())
     }
 
     pub fn config(&self) -> &VisionConfig {
         &self.cfg
     }
 
-    pub fn embedder(&self) -> &Embedder {
-        &self.embedder
+    /// The embedder, unless built [`without_embedder`](Self::without_embedder).
+    pub fn embedder(&self) -> Option<&Embedder> {
+        self.embedder.as_ref()
     }
 
     /// Model identifiers (detector, landmarks, embedder) for audit records.
@@ -124,6 +140,35 @@ impl FacePipeline {
     /// Decodes an encoded image under the configured limits.
     pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage> {
         Ok(decode(bytes, &self.cfg.limits)?)
+    }
+
+    /// Decodes an encoded image under the configured limits, with its format and orientation.
+    pub fn decode_with_meta(&self, bytes: &[u8]) -> Result<(RgbImage, ImageMeta)> {
+        Ok(decode_with_meta(bytes, &self.cfg.limits)?)
+    }
+
+    /// Runs every model once on synthetic input so the first real request does not pay
+    /// for ONNX Runtime's first-run set-up.
+    pub fn warm_up(&self) -> Result<()> {
+        let img = RgbImage::from_pixel(320, 240, image::Rgb([128, 128, 128]));
+        for quarter_turns in [0, 1] {
+            self.detector.detect(&img, quarter_turns)?;
+        }
+        let crop = MeshCrop { center: Point::new(160.0, 120.0), side: 150.0, angle: 0.0 };
+        self.landmarker.run(&img, &[crop])?;
+        if let Some(e) = &self.embedder {
+            let five = [
+                Point::new(130.0, 100.0),
+                Point::new(190.0, 100.0),
+                Point::new(160.0, 130.0),
+                Point::new(135.0, 160.0),
+                Point::new(185.0, 160.0),
+            ];
+            if let Some(c) = self.aligner.align(&img, &five) {
+                e.embed(&[c])?;
+            }
+        }
+        Ok(())
     }
 
     /// Decodes and analyses an encoded image.
@@ -137,8 +182,9 @@ impl FacePipeline {
         if !opts.embed {
             return Ok(prepared.into_iter().map(|p| p.face).collect());
         }
+        let embedder = self.embedder.as_ref().ok_or_else(|| VisionError::Config("this pipeline was built without an embedder".into()))?;
         let crops: Vec<FloatImage> = prepared.iter().map(|p| p.crop.clone()).collect();
-        let embeddings = if crops.is_empty() { Vec::new() } else { self.embedder.embed(&crops)? };
+        let embeddings = if crops.is_empty() { Vec::new() } else { embedder.embed(&crops)? };
         Ok(prepared.into_iter().zip(embeddings).map(|(p, e)| Face { embedding: Some(e), ..p.face }).collect())
     }
 
@@ -149,8 +195,8 @@ impl FacePipeline {
         let mut out = Vec::new();
         for (det, mesh) in meshed.into_iter().take(take) {
             let landmarks = five_points(&mesh);
-            let Some(crop) = self.embedder.align(img, &landmarks) else { continue };
-            let quality = quality(img, &det.bbox, &mesh, &landmarks, &crop, self.embedder.config().margin);
+            let Some(crop) = self.aligner.align(img, &landmarks) else { continue };
+            let quality = quality(img, &det.bbox, &mesh, &landmarks, &crop, self.aligner.margin());
             let face = Face {
                 bbox: det.bbox,
                 score: det.score,
@@ -265,7 +311,7 @@ fn quality(img: &RgbImage, bbox: &BBox, mesh: &Mesh, five: &[Point; 5], crop: &F
     let region: Vec<f32> = (off..off + inner).flat_map(|y| luma[y * s + off..y * s + off + inner].iter().copied()).collect();
     let brightness = region.iter().sum::<f32>() / region.len().max(1) as f32 / 255.0;
     FaceQuality {
-        face_size_px: bbox.width().max(bbox.height()),
+        face_size_px: bbox.width().min(bbox.height()),
         inter_eye_px: five[0].dist(five[1]),
         sharpness: laplacian_variance(&region, inner, inner),
         brightness,

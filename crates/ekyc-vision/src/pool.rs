@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 
-type Job<S> = Box<dyn FnOnce(&S) + Send>;
+type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
 
 /// Why a job did not run to completion.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
@@ -22,10 +22,12 @@ pub enum PoolError {
     Panicked,
 }
 
-/// Threads that each hold a shared `Arc<S>` (for example a `FacePipeline`) and run jobs.
+/// Threads that each own a state `S` (for example a `FacePipeline` with its own ONNX
+/// sessions, so workers never wait on each other's sessions) and run jobs on it.
 pub struct InferencePool<S> {
     tx: SyncSender<Job<S>>,
     threads: usize,
+    skipped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<S> std::fmt::Debug for InferencePool<S> {
@@ -34,15 +36,14 @@ impl<S> std::fmt::Debug for InferencePool<S> {
     }
 }
 
-impl<S: Send + Sync + 'static> InferencePool<S> {
-    /// Starts `threads` workers sharing `state`, with room for `queue` waiting jobs.
-    pub fn new(state: Arc<S>, threads: usize, queue: usize, name: &str) -> std::io::Result<Self> {
+impl<S: Send + 'static> InferencePool<S> {
+    /// Starts one worker per state, with room for `queue` waiting jobs.
+    pub fn new(states: Vec<S>, queue: usize, name: &str) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel::<Job<S>>(queue);
         let rx = Arc::new(Mutex::new(rx));
-        let threads = threads.max(1);
-        for i in 0..threads {
+        let threads = states.len();
+        for (i, mut state) in states.into_iter().enumerate() {
             let rx: Arc<Mutex<Receiver<Job<S>>>> = Arc::clone(&rx);
-            let state = Arc::clone(&state);
             std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
                 loop {
                     let job = match rx.lock() {
@@ -50,26 +51,40 @@ impl<S: Send + Sync + 'static> InferencePool<S> {
                         Err(_) => return,
                     };
                     match job {
-                        Ok(job) => job(&state),
+                        Ok(job) => job(&mut state),
                         Err(_) => return, // every sender dropped: shut down
                     }
                 }
             })?;
         }
-        Ok(Self { tx, threads })
+        Ok(Self { tx, threads, skipped: Arc::default() })
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Jobs skipped because their caller had gone away before a worker took them.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs `f` on a worker and waits for its result without blocking the async runtime.
-    /// Fails at once with [`PoolError::Busy`] when the queue is full.
+    /// Fails at once with [`PoolError::Busy`] when the queue is full. If the returned future
+    /// is dropped (the caller cancelled or timed out) before a worker takes the job, the job
+    /// is skipped.
     pub async fn run<T, F>(&self, f: F) -> Result<T, PoolError>
     where
-        F: FnOnce(&S) -> T + Send + 'static,
+        F: FnOnce(&mut S) -> T + Send + 'static,
         T: Send + 'static,
     {
         let (reply, rx) = tokio::sync::oneshot::channel::<Result<T, PoolError>>();
-        let job: Job<S> = Box::new(move |state: &S| {
+        let skipped = Arc::clone(&self.skipped);
+        let job: Job<S> = Box::new(move |state: &mut S| {
             if reply.is_closed() {
-                return; // the caller cancelled or timed out: skip the work
+                skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
             }
             let result = catch_unwind(AssertUnwindSafe(|| f(state))).map_err(|_| PoolError::Panicked);
             let _ = reply.send(result);
@@ -88,7 +103,7 @@ mod tests {
 
     #[tokio::test]
     async fn runs_on_a_worker_thread_and_refuses_when_full() {
-        let pool = InferencePool::new(Arc::new(41u32), 1, 1, "test").expect("spawn");
+        let pool = InferencePool::new(vec![41u32], 1, "test").expect("spawn");
         let caller = std::thread::current().id();
         let (v, worker) = pool.run(|s| (*s + 1, std::thread::current().id())).await.expect("runs");
         assert_eq!(v, 42);
@@ -116,5 +131,26 @@ mod tests {
         hold_tx.send(()).expect("worker waiting");
         blocker.await.expect("blocker finishes");
         assert_eq!(queued.await, Ok(41));
+
+        // A job whose caller gave up before a worker took it is skipped, not run.
+        let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (hold_rx, started_tx) = (Mutex::new(hold_rx), Mutex::new(started_tx));
+        let mut blocker = Box::pin(pool.run(move |_| {
+            let _ = started_tx.lock().map(|t| t.send(()));
+            let _ = hold_rx.lock().map(|r| r.recv());
+        }));
+        assert!(blocker.as_mut().poll(&mut cx).is_pending());
+        started_rx.recv().expect("worker took the blocking job");
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        let mut abandoned = Box::pin(pool.run(move |_| flag.store(true, std::sync::atomic::Ordering::SeqCst)));
+        assert!(abandoned.as_mut().poll(&mut cx).is_pending());
+        drop(abandoned);
+        hold_tx.send(()).expect("worker waiting");
+        blocker.await.expect("blocker finishes");
+        assert_eq!(pool.run(|s| *s).await, Ok(41)); // the queue has drained past the abandoned job
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(pool.skipped(), 1);
     }
 }

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::settings::Settings;
 use anyhow::{Context, Result, bail};
-use ekyc_runtime::Settings;
 use ekyc_vision::metrics::{ScoredPair, VerificationReport, evaluate};
 use ekyc_vision::{AnalyzeOptions, VisionError, cosine};
 use serde::Serialize;

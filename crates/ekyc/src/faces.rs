@@ -3,8 +3,8 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::settings::Settings;
 use anyhow::{Context, Result};
-use ekyc_runtime::Settings;
 use ekyc_vision::{AnalyzeOptions, Face, FacePipeline, cosine};
 use serde::Serialize;
 

@@ -4,12 +4,14 @@
 mod eval;
 mod faces;
 mod serve;
+mod settings;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ekyc_runtime::{ServiceKind, Settings};
+use ekyc_runtime::ServiceKind;
+use settings::Settings;
 
 #[derive(Debug, Parser)]
 #[command(name = "ekyc", version, about = "Self-hostable identity verification: face pipeline, services and tools")]

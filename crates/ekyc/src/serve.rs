@@ -1,13 +1,23 @@
 //! `ekyc serve`: all four services in one process on their configured ports, or one.
 
 use anyhow::{Context, Result};
-use ekyc_runtime::{ServiceKind, Settings, serve::shutdown_signal};
+use ekyc_runtime::{ServiceKind, serve::shutdown_signal};
+
+use crate::settings::Settings;
 use tokio::net::TcpListener;
 
 pub fn serve(settings: &Settings, only: Option<ServiceKind>) -> Result<()> {
     ekyc_runtime::telemetry::init(&settings.log);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(async {
+        if settings.server.metrics_port != 0 {
+            let addr = std::net::SocketAddr::new(settings.server.host.parse().context("server.host")?, settings.server.metrics_port);
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(addr)
+                .install()
+                .with_context(|| format!("starting the metrics listener on {addr}"))?;
+            eprintln!("metrics on http://{addr}/metrics");
+        }
         let kinds: Vec<ServiceKind> = only.map_or_else(|| ServiceKind::ALL.to_vec(), |k| vec![k]);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
@@ -18,12 +28,15 @@ pub fn serve(settings: &Settings, only: Option<ServiceKind>) -> Result<()> {
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
+            let (vision, facematch, max_message) = (settings.vision.clone(), settings.facematch.clone(), settings.server.max_message_bytes);
             tasks.spawn(async move {
                 let r = match kind {
-                    ServiceKind::Orchestrator => ekyc_orchestrator::serve(listener, shutdown).await,
-                    ServiceKind::Liveness => ekyc_liveness::serve(listener, shutdown).await,
-                    ServiceKind::Document => ekyc_document::serve(listener, shutdown).await,
-                    ServiceKind::Facematch => ekyc_facematch::serve(listener, shutdown).await,
+                    ServiceKind::Orchestrator => ekyc_orchestrator::serve(listener, shutdown).await.map_err(anyhow::Error::from),
+                    ServiceKind::Liveness => ekyc_liveness::serve(listener, shutdown).await.map_err(anyhow::Error::from),
+                    ServiceKind::Document => ekyc_document::serve(listener, shutdown).await.map_err(anyhow::Error::from),
+                    ServiceKind::Facematch => {
+                        ekyc_facematch::serve(vision, facematch, max_message, listener, shutdown).await.map_err(anyhow::Error::from)
+                    }
                 };
                 r.with_context(|| kind.name())
             });

@@ -1,6 +1,7 @@
 //! Bad and unusual encoded images: each gets its typed error or the right pixels, never a
 //! panic.
 
+use ekyc_testkit::bad_images::png_claiming;
 use ekyc_testkit::dataset::photo;
 use ekyc_vision::{DecodeError, DecodeLimits, decode};
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
@@ -62,37 +63,6 @@ fn corrupt_png() {
 fn one_pixel_image_is_too_small() {
     let png = encode(&DynamicImage::ImageRgb8(RgbImage::from_pixel(1, 1, Rgb([9, 9, 9]))), ImageFormat::Png);
     assert_eq!(decode(&png, &limits()), Err(DecodeError::TooSmall { width: 1, height: 1, min: 32 }));
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
-/// A valid PNG signature and header claiming `w` x `h`, followed by a tiny IDAT and IEND.
-fn png_claiming(w: u32, h: u32) -> Vec<u8> {
-    let mut out = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
-    let chunk = |out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]| {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-    };
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(&mut out, b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
-    chunk(&mut out, b"IEND", &[]);
-    out
 }
 
 #[test]

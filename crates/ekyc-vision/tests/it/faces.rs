@@ -82,7 +82,7 @@ fn quality_measures_respond_to_blur_light_and_the_border() {
     let dark = largest(&image::imageops::colorops::brighten(&img, -60));
     assert!(dark.quality.brightness + 0.15 < sharp.quality.brightness, "{:?} vs {:?}", dark.quality, sharp.quality);
     assert_eq!(sharp.quality.outside_fraction, 0.0);
-    assert!((sharp.quality.face_size_px - sharp.bbox.width().max(sharp.bbox.height())).abs() < 1e-3);
+    assert!((sharp.quality.face_size_px - sharp.bbox.width().min(sharp.bbox.height())).abs() < 1e-3);
     assert!(sharp.quality.inter_eye_px > 0.2 * sharp.quality.face_size_px);
 
     for file in ["obama_partial_1.jpg", "obama_partial_2.jpg"] {

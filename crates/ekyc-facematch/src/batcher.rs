@@ -1,0 +1,144 @@
+//! Dynamic batching of face crops across requests. Crops from concurrent calls wait in one
+//! bounded queue; each embedding thread owns an embedder session, takes what is waiting (up
+//! to `max_batch` crops, waiting at most `max_batch_wait_ms` for the first crop's company),
+//! drops crops whose caller has gone away, runs the model once and replies to each caller.
+//! While one thread runs a batch, the next batch gathers in the queue.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ekyc_vision::imgops::FloatImage;
+use ekyc_vision::models::Embedder;
+use tokio::sync::oneshot;
+
+use crate::error::FacematchError;
+
+/// One crop to embed and where its embedding goes.
+struct Job {
+    crop: FloatImage,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<Embedded, String>>,
+}
+
+/// An embedding and what it cost.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    pub embedding: Vec<f32>,
+    /// Time the crop waited in the queue.
+    pub queue: Duration,
+    /// Time of the model run its batch was part of.
+    pub inference: Duration,
+    pub batch_size: usize,
+}
+
+/// Counters, for tests and metrics.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    pub batches: AtomicU64,
+    pub crops: AtomicU64,
+    /// Crops dropped before inference because their caller had gone away.
+    pub skipped: AtomicU64,
+}
+
+/// Handle to the embedding threads; dropping it stops them once the queue drains.
+#[derive(Debug)]
+pub struct Batcher {
+    tx: SyncSender<Job>,
+    stats: Arc<BatchStats>,
+}
+
+impl Batcher {
+    /// Starts one thread per embedder.
+    pub fn start(embedders: Vec<Embedder>, max_batch: usize, max_wait: Duration, queue: usize) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel::<Job>(queue);
+        let rx = Arc::new(Mutex::new(rx));
+        let stats = Arc::new(BatchStats::default());
+        for (i, embedder) in embedders.into_iter().enumerate() {
+            let rx = Arc::clone(&rx);
+            let stats = Arc::clone(&stats);
+            let max_batch = max_batch.min(embedder.max_batch()).max(1);
+            std::thread::Builder::new().name(format!("embed-{i}")).spawn(move || run(&embedder, &rx, &stats, max_batch, max_wait))?;
+        }
+        Ok(Self { tx, stats })
+    }
+
+    pub fn stats(&self) -> &BatchStats {
+        &self.stats
+    }
+
+    /// Queues a crop; the returned receiver yields its embedding. Fails at once when the
+    /// queue is full.
+    pub fn submit(&self, crop: FloatImage) -> Result<oneshot::Receiver<Result<Embedded, String>>, FacematchError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.try_send(Job { crop, enqueued: Instant::now(), reply }).map_err(|e| match e {
+            TrySendError::Full(_) => FacematchError::Busy("the embedding queue is full; retry after a short backoff".into()),
+            TrySendError::Disconnected(_) => FacematchError::Unavailable("the embedder has shut down".into()),
+        })?;
+        Ok(rx)
+    }
+}
+
+fn run(embedder: &Embedder, rx: &Mutex<Receiver<Job>>, stats: &BatchStats, max_batch: usize, max_wait: Duration) {
+    loop {
+        let mut batch = Vec::with_capacity(max_batch);
+        {
+            let Ok(rx) = rx.lock() else { return };
+            match rx.recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => return, // the engine is gone
+            }
+            let until = Instant::now() + max_wait;
+            while batch.len() < max_batch {
+                // Take what is already waiting without delay, then wait for company.
+                match rx.try_recv() {
+                    Ok(job) => {
+                        batch.push(job);
+                        continue;
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match rx.recv_timeout(left) {
+                    Ok(job) => batch.push(job),
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        }
+        let before = batch.len();
+        batch.retain(|j| !j.reply.is_closed());
+        stats.skipped.fetch_add((before - batch.len()) as u64, Ordering::Relaxed);
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let crops: Vec<FloatImage> = batch.iter_mut().map(|j| std::mem::replace(&mut j.crop, FloatImage::zeros(0, 0))).collect();
+        let result = embedder.embed(&crops);
+        let inference = started.elapsed();
+        let n = batch.len();
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.crops.fetch_add(n as u64, Ordering::Relaxed);
+        metrics::histogram!("ekyc_facematch_batch_size").record(n as f64);
+        metrics::histogram!("ekyc_inference_seconds", "model" => "embedder").record(inference.as_secs_f64());
+        match result {
+            Ok(embeddings) => {
+                for (job, embedding) in batch.into_iter().zip(embeddings) {
+                    let queue = started.saturating_duration_since(job.enqueued);
+                    metrics::histogram!("ekyc_facematch_queue_seconds", "stage" => "embed").record(queue.as_secs_f64());
+                    let _ = job.reply.send(Ok(Embedded { embedding, queue, inference, batch_size: n }));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for job in batch {
+                    let _ = job.reply.send(Err(msg.clone()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The facematch engine, a plain-Rust core with no gRPC: images are decoded, detected,
+//! landmarked and aligned on a bounded pool of worker threads (each owning its detector and
+//! landmark sessions); crops then go to the batching embedder. Every queue is bounded and a
+//! full one is refused at once; work for a caller that went away is dropped before
+//! inference.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ekyc_vision::pool::{InferencePool, PoolError};
+use ekyc_vision::{Face, FacePipeline, ImageMeta, VisionConfig, VisionError};
+use sha2::{Digest, Sha256};
+
+use crate::batcher::Batcher;
+use crate::calibration::Calibration;
+use crate::config::FacematchConfig;
+use crate::error::FacematchError;
+
+/// What to compute for an image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EmbedOptions {
+    pub largest_only: bool,
+    /// Minimum face size in pixels; 0 means the configured default.
+    pub min_face_size_px: f32,
+    pub embeddings: bool,
+}
+
+/// Why a face is not usable.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FaceIssue {
+    TooSmall { size_px: f32, min: f32 },
+    Blurred { sharpness: f32, min: f32 },
+    CutOff { outside: f32, max: f32 },
+    TooDark { brightness: f32, min: f32 },
+    TooBright { brightness: f32, max: f32 },
+    PoseTooLarge { angle_deg: f32, max: f32 },
+}
+
+/// One face with its verdict.
+#[derive(Debug, Clone)]
+pub struct FaceResult {
+    /// The face; its embedding is set when it is usable and embeddings were asked for.
+    pub face: Face,
+    pub usable: bool,
+    pub issues: Vec<FaceIssue>,
+}
+
+/// The result for one image.
+#[derive(Debug, Clone)]
+pub struct ImageResult {
+    pub width: u32,
+    pub height: u32,
+    pub meta: ImageMeta,
+    /// SHA-256 of the encoded bytes, lower-case hex.
+    pub sha256: String,
+    /// Largest first.
+    pub faces: Vec<FaceResult>,
+    /// Time waiting for a worker and for the embedder.
+    pub queue: Duration,
+    /// Time in decoding and the models.
+    pub inference: Duration,
+}
+
+/// Counters for tests and operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Images a worker decoded and analysed.
+    pub images: u64,
+    /// Images skipped by the workers because their caller had gone away.
+    pub images_skipped: u64,
+    /// Crops embedded, and the batches they ran in.
+    pub crops: u64,
+    pub batches: u64,
+    /// Crops dropped before embedding because their caller had gone away.
+    pub crops_skipped: u64,
+}
+
+/// The loaded models and threads. Create once, share with `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: FacematchConfig,
+    vision: VisionConfig,
+    workers: InferencePool<FacePipeline>,
+    batcher: Batcher,
+    calibration: Option<Calibration>,
+    dimension: usize,
+    images: std::sync::atomic::AtomicU64,
+}
+
+impl Engine {
+    /// Loads the models (blocking: call it off the async runtime), warms every session up
+    /// and starts the threads.
+    pub fn start(vision: &VisionConfig, cfg: &FacematchConfig) -> Result<Engine, FacematchError> {
+        cfg.validate().map_err(|e| FacematchError::InvalidArgument(format!("facematch settings: {e}")))?;
+        let load = |e: VisionError| FacematchError::Internal(format!("loading models: {e}"));
+        let calibration = match &cfg.calibration_file {
+            Some(path) => Some(Calibration::load(path, cfg.calibration_id.as_deref()).map_err(FacematchError::Internal)?),
+            None => None,
+        };
+        let worker_cfg = VisionConfig { intra_threads: cfg.worker_intra_threads, ..vision.clone() };
+        let mut pipelines = Vec::new();
+        for _ in 0..cfg.worker_threads() {
+            let p = FacePipeline::without_embedder(worker_cfg.clone()).map_err(load)?;
+            p.warm_up().map_err(load)?;
+            pipelines.push(p);
+        }
+        let embed_cfg = VisionConfig { intra_threads: cfg.embed_intra_threads, ..vision.clone() };
+        let mut embedders = Vec::new();
+        let mut dimension = 0;
+        for _ in 0..cfg.embed_sessions {
+            let e = FacePipeline::open_embedder(&embed_cfg).map_err(load)?;
+            let probe = ekyc_vision::imgops::FloatImage::zeros(embed_cfg.embedder.input.size, embed_cfg.embedder.input.size);
+            dimension = e.embed(&[probe]).map_err(load)?.first().map_or(0, Vec::len);
+            embedders.push(e);
+        }
+        let workers = InferencePool::new(pipelines, cfg.worker_queue, "facematch-worker")?;
+        let batcher = Batcher::start(embedders, cfg.max_batch, Duration::from_millis(cfg.max_batch_wait_ms), cfg.embed_queue)?;
+        Ok(Engine { cfg: cfg.clone(), vision: vision.clone(), workers, batcher, calibration, dimension, images: Default::default() })
+    }
+
+    pub fn config(&self) -> &FacematchConfig {
+        &self.cfg
+    }
+
+    pub fn vision(&self) -> &VisionConfig {
+        &self.vision
+    }
+
+    /// Length of the embeddings this engine produces.
+    pub fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.calibration.as_ref()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let b = self.batcher.stats();
+        Stats {
+            images: self.images.load(Ordering::Relaxed),
+            images_skipped: self.workers.skipped(),
+            crops: b.crops.load(Ordering::Relaxed),
+            batches: b.batches.load(Ordering::Relaxed),
+            crops_skipped: b.skipped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Analyses one encoded image. `field` names it in error messages (e.g. `images[2]`).
+    pub async fn embed_image(&self, field: &str, bytes: Vec<u8>, opts: EmbedOptions) -> Result<ImageResult, FacematchError> {
+        let submitted = Instant::now();
+        let prepared = self
+            .workers
+            .run(move |p: &mut FacePipeline| {
+                let started = Instant::now();
+                let sha256 = hex::encode(Sha256::digest(&bytes));
+                let (img, meta) = p.decode_with_meta(&bytes)?;
+                let faces = p.prepare(&img, opts.largest_only)?;
+                Ok::<_, VisionError>((started, started.elapsed(), img.width(), img.height(), meta, sha256, faces))
+            })
+            .await
+            .map_err(|e| match e {
+                PoolError::Busy => {
+                    FacematchError::Busy("all face workers are busy and their queue is full; retry after a short backoff".into())
+                }
+                PoolError::Closed => FacematchError::Unavailable("the face workers have shut down".into()),
+                PoolError::Panicked => FacematchError::Internal(format!("{field}: a face worker failed")),
+            })?
+            .map_err(|e| FacematchError::image(field, e))?;
+        let (started, prep_time, width, height, meta, sha256, prepared) = prepared;
+        self.images.fetch_add(1, Ordering::Relaxed);
+        let mut queue = started.saturating_duration_since(submitted);
+        metrics::histogram!("ekyc_facematch_queue_seconds", "stage" => "prepare").record(queue.as_secs_f64());
+        metrics::histogram!("ekyc_inference_seconds", "model" => "decode+detector+landmarks").record(prep_time.as_secs_f64());
+        let mut inference = prep_time;
+
+        let min_size = if opts.min_face_size_px > 0.0 { opts.min_face_size_px } else { self.cfg.min_face_size_px };
+        let mut faces = Vec::with_capacity(prepared.len());
+        let mut pending = Vec::new();
+        for (i, p) in prepared.into_iter().enumerate() {
+            let issues = self.issues(&p.face, min_size);
+            let usable = issues.is_empty();
+            if usable && opts.embeddings {
+                pending.push((i, self.batcher.submit(p.crop)?));
+            }
+            faces.push(FaceResult { face: p.face, usable, issues });
+        }
+        let mut slowest_batch = Duration::ZERO;
+        let mut longest_wait = Duration::ZERO;
+        for (i, rx) in pending {
+            let embedded = rx
+                .await
+                .map_err(|_| FacematchError::Unavailable("the embedder has shut down".into()))?
+                .map_err(|e| FacematchError::Internal(format!("{field}: embedding failed: {e}")))?;
+            longest_wait = longest_wait.max(embedded.queue);
+            slowest_batch = slowest_batch.max(embedded.inference);
+            faces[i].face.embedding = Some(embedded.embedding);
+        }
+        queue += longest_wait;
+        inference += slowest_batch;
+        Ok(ImageResult { width, height, meta, sha256, faces, queue, inference })
+    }
+
+    /// The quality gates a face fails.
+    pub fn issues(&self, face: &Face, min_size: f32) -> Vec<FaceIssue> {
+        let q = &face.quality;
+        let c = &self.cfg;
+        let mut out = Vec::new();
+        if q.face_size_px < min_size {
+            out.push(FaceIssue::TooSmall { size_px: q.face_size_px, min: min_size });
+        }
+        if q.sharpness < c.min_sharpness {
+            out.push(FaceIssue::Blurred { sharpness: q.sharpness, min: c.min_sharpness });
+        }
+        if q.outside_fraction > c.max_outside_fraction {
+            out.push(FaceIssue::CutOff { outside: q.outside_fraction, max: c.max_outside_fraction });
+        }
+        if q.brightness < c.min_brightness {
+            out.push(FaceIssue::TooDark { brightness: q.brightness, min: c.min_brightness });
+        }
+        if q.brightness > c.max_brightness {
+            out.push(FaceIssue::TooBright { brightness: q.brightness, max: c.max_brightness });
+        }
+        let angle = face.pose.yaw.abs().max(face.pose.pitch.abs());
+        if angle > c.max_pose_deg {
+            out.push(FaceIssue::PoseTooLarge { angle_deg: angle, max: c.max_pose_deg });
+        }
+        out
+    }
+
+    /// Checks an embedding a client sent: its length, values and model.
+    pub fn check_embedding(&self, field: &str, values: &[f32], model_id: &str) -> Result<(), FacematchError> {
+        let ours = &self.vision.embedder.model.id;
+        if !model_id.is_empty() && model_id != ours {
+            return Err(FacematchError::InvalidArgument(format!(
+                "EMBEDDING_MODEL_MISMATCH: {field}: made by `{model_id}`, this server embeds with `{ours}`; embeddings of different models cannot be compared"
+            )));
+        }
+        if values.len() != self.dimension {
+            return Err(FacematchError::InvalidArgument(format!(
+                "EMBEDDING_INVALID: {field}: {} values, `{ours}` embeddings have {}",
+                values.len(),
+                self.dimension
+            )));
+        }
+        if values.iter().any(|v| !v.is_finite()) || values.iter().all(|v| *v == 0.0) {
+            return Err(FacematchError::InvalidArgument(format!("EMBEDDING_INVALID: {field}: values must be finite and not all zero")));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,57 @@
+//! The service's one error enum and its mapping to gRPC statuses, in one place. Messages
+//! start with the reason code a client can act on, then the field and index.
+
+use ekyc_vision::{DecodeError, VisionError};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum FacematchError {
+    /// The request itself is wrong (the message says which field and how).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A queue is full: the caller should back off and retry.
+    #[error("{0}")]
+    Busy(String),
+    /// Models still loading, or the engine has shut down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or a broken model: not the caller's fault.
+    #[error("{0}")]
+    Internal(String),
+    #[error("building gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("serving gRPC: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("starting threads: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl FacematchError {
+    /// The error for image `field` (e.g. `images[3]`) that could not be used.
+    pub fn image(field: &str, e: VisionError) -> Self {
+        match e {
+            VisionError::Decode(d) => {
+                let code = match d {
+                    DecodeError::Empty => "IMAGE_EMPTY",
+                    DecodeError::UnsupportedFormat(_) => "IMAGE_UNSUPPORTED_FORMAT",
+                    DecodeError::Truncated(_) | DecodeError::Corrupt(_) => "IMAGE_CORRUPT",
+                    DecodeError::TooLarge(_) => "IMAGE_TOO_LARGE",
+                    DecodeError::TooSmall { .. } => "IMAGE_TOO_SMALL",
+                };
+                FacematchError::InvalidArgument(format!("{code}: {field}: {d}"))
+            }
+            other => FacematchError::Internal(format!("{field}: {other}")),
+        }
+    }
+}
+
+impl From<FacematchError> for tonic::Status {
+    fn from(e: FacematchError) -> Self {
+        match e {
+            FacematchError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
+            FacematchError::Busy(m) => tonic::Status::resource_exhausted(m),
+            FacematchError::Unavailable(m) => tonic::Status::unavailable(m),
+            other => tonic::Status::internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The facematch service over real gRPC on loopback, with the real models and photos.
+
+mod common;
+mod embed;
+mod load;
+mod readiness;
