@@ -4,3 +4,5 @@
 
 pub mod bad_images;
 pub mod dataset;
+pub mod headturn;
+pub mod redis_server;
