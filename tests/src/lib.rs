@@ -54,7 +54,9 @@ pub async fn start(kind: ServiceKind) -> Running {
     let task = tokio::spawn(async move {
         let r = match kind {
             ServiceKind::Orchestrator => ekyc_orchestrator::serve(listener, shutdown).await.map_err(|e| e.to_string()),
-            ServiceKind::Liveness => ekyc_liveness::serve(listener, shutdown).await.map_err(|e| e.to_string()),
+            ServiceKind::Liveness => ekyc_liveness::serve(VisionConfig::default(), Default::default(), 32 << 20, listener, shutdown)
+                .await
+                .map_err(|e| e.to_string()),
             ServiceKind::Document => ekyc_document::serve(listener, shutdown).await.map_err(|e| e.to_string()),
             ServiceKind::Facematch => {
                 ekyc_facematch::serve(VisionConfig::default(), FacematchConfig::default(), 32 << 20, listener, shutdown)

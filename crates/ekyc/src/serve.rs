@@ -28,11 +28,14 @@ pub fn serve(settings: &Settings, only: Option<ServiceKind>) -> Result<()> {
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            let (vision, facematch, max_message) = (settings.vision.clone(), settings.facematch.clone(), settings.server.max_message_bytes);
+            let (vision, facematch, liveness, max_message) =
+                (settings.vision.clone(), settings.facematch.clone(), settings.liveness.clone(), settings.server.max_message_bytes);
             tasks.spawn(async move {
                 let r = match kind {
                     ServiceKind::Orchestrator => ekyc_orchestrator::serve(listener, shutdown).await.map_err(anyhow::Error::from),
-                    ServiceKind::Liveness => ekyc_liveness::serve(listener, shutdown).await.map_err(anyhow::Error::from),
+                    ServiceKind::Liveness => {
+                        ekyc_liveness::serve(vision, liveness, max_message, listener, shutdown).await.map_err(anyhow::Error::from)
+                    }
                     ServiceKind::Document => ekyc_document::serve(listener, shutdown).await.map_err(anyhow::Error::from),
                     ServiceKind::Facematch => {
                         ekyc_facematch::serve(vision, facematch, max_message, listener, shutdown).await.map_err(anyhow::Error::from)

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use ekyc_facematch::FacematchConfig;
+use ekyc_liveness::LivenessConfig;
 use ekyc_runtime::{LogSettings, ServerSettings, SettingsError, load_layered};
 use ekyc_vision::VisionConfig;
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub vision: VisionConfig,
     pub facematch: FacematchConfig,
+    pub liveness: LivenessConfig,
     /// The file these settings were read from, if any.
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -33,6 +35,7 @@ impl Settings {
         self.server.validate()?;
         self.vision.validate().map_err(|e| SettingsError::Invalid(format!("vision: {e}")))?;
         self.facematch.validate().map_err(|e| SettingsError::Invalid(format!("facematch: {e}")))?;
+        self.liveness.validate().map_err(|e| SettingsError::Invalid(format!("liveness: {e}")))?;
         Ok(())
     }
 }
@@ -62,6 +65,21 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_configmap_is_valid() {
+        let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/base/configmap.yaml")).expect("configmap");
+        let start = yaml.find("ekyc.toml: |").expect("an ekyc.toml entry");
+        let toml: String = yaml[start..]
+            .lines()
+            .skip(1)
+            .take_while(|l| l.is_empty() || l.starts_with("    "))
+            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+            .collect();
+        assert!(toml.contains("[vision]"), "{toml}");
+        let f = write("configmap", &toml);
+        Settings::load(Some(&f)).expect("the shipped ConfigMap's settings load");
+    }
+
+    #[test]
     fn the_readme_example_is_valid() {
         let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README");
         let start = readme.find("```toml\n").expect("a TOML example") + "```toml\n".len();
@@ -71,5 +89,6 @@ mod tests {
         assert_eq!(s.vision, VisionConfig::default(), "the README shows the defaults");
         assert_eq!(s.server, ServerSettings::default());
         assert_eq!(s.facematch, FacematchConfig::default());
+        assert_eq!(s.liveness, LivenessConfig::default());
     }
 }

@@ -1,0 +1,114 @@
+//! Settings of the liveness service (`[liveness]` in the layered settings).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::challenge::Pose;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LivenessConfig {
+    /// Redis holding the challenges (`redis://host:6379/0`); unset keeps them in this
+    /// process (one machine only: replicas would not see each other's challenges).
+    pub redis_url: Option<String>,
+    /// Timeout of one Redis command, in milliseconds; past it the call fails UNAVAILABLE.
+    pub redis_timeout_ms: u64,
+    /// HMAC key binding challenge ids, hex (at least 32 bytes); or a file holding it.
+    /// Unset: a random key for this process, so challenges do not survive a restart and
+    /// replicas cannot verify each other's challenges.
+    pub hmac_key: Option<String>,
+    pub hmac_key_file: Option<PathBuf>,
+    /// Lifetime of a challenge, in seconds.
+    pub ttl_s: u64,
+    /// Steps per challenge including the frontal first step (2..=5), when the caller does
+    /// not ask for a number.
+    pub default_steps: usize,
+    /// Poses the random steps are drawn from (after the frontal first step).
+    pub poses: Vec<Pose>,
+    /// Yaw a turn must reach relative to the frontal frame, in degrees.
+    pub turn_deg: f32,
+    /// Pitch a look up/down must reach relative to the frontal frame, in degrees.
+    pub look_deg: f32,
+    /// Largest |yaw| and |pitch| of the frontal frame, in degrees.
+    pub frontal_max_deg: f32,
+    /// Smallest face (shorter side of its box), in pixels.
+    pub min_face_size_px: f32,
+    /// Smallest sharpness (variance of the Laplacian on the aligned crop).
+    pub min_sharpness: f32,
+    /// Another face at least this fraction of the main face's size makes a frame ambiguous
+    /// (MULTIPLE_FACES, blocking); smaller ones are only reported.
+    pub other_face_ratio: f32,
+    /// Normalised correlation of two aligned face crops at or above which two frames are
+    /// the same picture (REPLAYED_FRAME), or one the mirror of the other (MIRRORED_FRAME).
+    pub duplicate_correlation: f32,
+    /// Frames accepted in one verification.
+    pub max_frames: usize,
+    /// Allowed difference between client capture times and the challenge's lifetime, ms.
+    pub clock_skew_ms: i64,
+    /// Decoding/analysis worker threads (0: one per core) and their queue.
+    pub workers: usize,
+    pub worker_queue: usize,
+    /// Verifications in flight (admission limit).
+    pub max_in_flight: usize,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            redis_timeout_ms: 1000,
+            hmac_key: None,
+            hmac_key_file: None,
+            ttl_s: 120,
+            default_steps: 3,
+            poses: vec![Pose::TurnLeft, Pose::TurnRight, Pose::LookUp, Pose::LookDown],
+            turn_deg: 15.0,
+            look_deg: 10.0,
+            frontal_max_deg: 15.0,
+            min_face_size_px: 64.0,
+            min_sharpness: 10.0,
+            other_face_ratio: 0.5,
+            duplicate_correlation: 0.97,
+            max_frames: 10,
+            clock_skew_ms: 30_000,
+            workers: 0,
+            worker_queue: 64,
+            max_in_flight: 16,
+        }
+    }
+}
+
+impl LivenessConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(2..=5).contains(&self.default_steps) {
+            return Err("default_steps must be 2 to 5".into());
+        }
+        if self.poses.len() < 2 || self.poses.contains(&Pose::Frontal) {
+            return Err("poses must list at least two of turn_left, turn_right, look_up, look_down".into());
+        }
+        if self.ttl_s == 0 || self.max_frames == 0 || self.max_in_flight == 0 || self.worker_queue == 0 {
+            return Err("ttl_s, max_frames, max_in_flight and worker_queue must be at least 1".into());
+        }
+        if self.turn_deg <= 0.0 || self.look_deg <= 0.0 || self.frontal_max_deg <= 0.0 {
+            return Err("angles must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The HMAC key: configured, read from its file, or `None` (generate one).
+    pub fn key(&self) -> Result<Option<Vec<u8>>, String> {
+        let hex_key = match (&self.hmac_key, &self.hmac_key_file) {
+            (Some(k), _) => k.trim().to_string(),
+            (None, Some(f)) => {
+                std::fs::read_to_string(f).map_err(|e| format!("reading hmac_key_file {}: {e}", f.display()))?.trim().to_string()
+            }
+            (None, None) => return Ok(None),
+        };
+        let key = hex::decode(&hex_key).map_err(|e| format!("hmac key must be hex: {e}"))?;
+        if key.len() < 32 {
+            return Err(format!("hmac key has {} bytes, at least 32 needed", key.len()));
+        }
+        Ok(Some(key))
+    }
+}

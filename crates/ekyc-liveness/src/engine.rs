@@ -1,0 +1,288 @@
+//! The liveness engine, a plain-Rust core: issues challenges into the store and verifies
+//! answers. Cheap checks come first (the id's MAC and expiry, frame count, step indexes,
+//! image headers) and do not consume the challenge; then the challenge is taken from the
+//! store atomically, so of two concurrent verifications exactly one proceeds; then the
+//! frames are analysed on the worker pool and judged by [`crate::verify`].
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ekyc_vision::pool::{InferencePool, PoolError};
+use ekyc_vision::{FacePipeline, VisionConfig, VisionError, probe_dimensions};
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::challenge::{ChallengeId, IdError, Pose};
+use crate::config::LivenessConfig;
+use crate::error::LivenessError;
+use crate::store::{ChallengeStore, MemoryStore, RedisStore};
+use crate::verify::{ChallengeSpec, Code, FrameAnalysis, FrameInput, Reason, Verdict, verify};
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A challenge as issued to the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issued {
+    pub id: String,
+    pub steps: Vec<(Pose, f32)>,
+    pub issued_ms: i64,
+    pub expires_ms: i64,
+    pub client_reference: Option<String>,
+}
+
+/// What the store keeps besides the id's own fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    targets: Vec<f32>,
+    client_reference: Option<String>,
+}
+
+/// One frame of a verification request.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub bytes: Vec<u8>,
+    pub step_index: usize,
+    pub capture_ms: Option<i64>,
+    /// The client says the image is mirrored; it is flipped back before measuring.
+    pub mirrored: bool,
+}
+
+/// A verification's outcome and the challenge's client reference.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub client_reference: Option<String>,
+    pub verified_ms: i64,
+}
+
+/// Side length of the grey signature of an aligned face crop, in pixels.
+const SIGNATURE_SIDE: usize = 48;
+
+#[derive(Debug)]
+pub struct Engine {
+    cfg: LivenessConfig,
+    vision: VisionConfig,
+    key: Vec<u8>,
+    store: Arc<dyn ChallengeStore>,
+    workers: InferencePool<FacePipeline>,
+    frames_analysed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Engine {
+    /// Loads the models (blocking: call off the async runtime) and connects the store
+    /// lazily (Redis may come up later).
+    pub fn start(vision: &VisionConfig, cfg: &LivenessConfig) -> Result<Engine, LivenessError> {
+        cfg.validate().map_err(|e| LivenessError::InvalidArgument(format!("liveness settings: {e}")))?;
+        let key = match cfg.key().map_err(LivenessError::InvalidArgument)? {
+            Some(k) => k,
+            None => {
+                tracing::warn!(
+                    "liveness.hmac_key is not set: using a random key; challenges will not survive a restart or work across replicas"
+                );
+                let mut k = vec![0u8; 32];
+                getrandom::fill(&mut k).map_err(|e| LivenessError::Internal(format!("random key: {e}")))?;
+                k
+            }
+        };
+        let store: Arc<dyn ChallengeStore> = match &cfg.redis_url {
+            Some(url) => Arc::new(RedisStore::new(url, Duration::from_millis(cfg.redis_timeout_ms))?),
+            None => Arc::new(MemoryStore::default()),
+        };
+        let load = |e: VisionError| LivenessError::Internal(format!("loading models: {e}"));
+        let threads = if cfg.workers > 0 { cfg.workers } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) };
+        let worker_vision = VisionConfig { intra_threads: 1, ..vision.clone() };
+        let mut pipelines = Vec::new();
+        for _ in 0..threads {
+            let p = FacePipeline::new(worker_vision.clone()).map_err(load)?;
+            p.warm_up().map_err(load)?;
+            pipelines.push(p);
+        }
+        let workers = InferencePool::new(pipelines, cfg.worker_queue, "liveness-worker")?;
+        Ok(Engine { cfg: cfg.clone(), vision: vision.clone(), key, store, workers, frames_analysed: Arc::default() })
+    }
+
+    /// Frames the workers have analysed (for tests: refused challenges cost no image work).
+    pub fn frames_analysed(&self) -> u64 {
+        self.frames_analysed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn config(&self) -> &LivenessConfig {
+        &self.cfg
+    }
+
+    pub fn vision(&self) -> &VisionConfig {
+        &self.vision
+    }
+
+    fn target(&self, pose: Pose) -> f32 {
+        match pose {
+            Pose::Frontal => self.cfg.frontal_max_deg,
+            Pose::TurnLeft | Pose::TurnRight => self.cfg.turn_deg,
+            Pose::LookUp | Pose::LookDown => self.cfg.look_deg,
+        }
+    }
+
+    /// Issues a challenge of `steps` steps (0: the configured default).
+    pub async fn create(&self, steps: usize, client_reference: Option<String>) -> Result<Issued, LivenessError> {
+        let n = if steps == 0 { self.cfg.default_steps } else { steps };
+        if !(2..=5).contains(&n) {
+            return Err(LivenessError::InvalidArgument(format!("step_count: {n} steps asked for, 2 to 5 allowed")));
+        }
+        if client_reference.as_ref().is_some_and(|r| r.len() > 128) {
+            return Err(LivenessError::InvalidArgument("client_reference: at most 128 bytes".into()));
+        }
+        let rng = |e: getrandom::Error| LivenessError::Internal(format!("random generator: {e}"));
+        let poses = ChallengeId::random_steps(n, &self.cfg.poses).map_err(rng)?;
+        let issued_ms = now_ms();
+        let id = ChallengeId {
+            nonce: ChallengeId::new_nonce().map_err(rng)?,
+            issued_ms,
+            expires_ms: issued_ms + (self.cfg.ttl_s * 1000) as i64,
+            steps: poses,
+        };
+        let targets: Vec<f32> = id.steps.iter().map(|p| self.target(*p)).collect();
+        let stored = serde_json::to_vec(&Stored { targets: targets.clone(), client_reference: client_reference.clone() })
+            .map_err(|e| LivenessError::Internal(e.to_string()))?;
+        self.store.put(&id.nonce, stored, Duration::from_secs(self.cfg.ttl_s)).await?;
+        Ok(Issued {
+            id: id.encode(&self.key),
+            steps: id.steps.iter().copied().zip(targets).collect(),
+            issued_ms,
+            expires_ms: id.expires_ms,
+            client_reference,
+        })
+    }
+
+    /// Verifies `frames` against challenge `id`, consuming it.
+    pub async fn verify(&self, id: &str, frames: Vec<Frame>) -> Result<Outcome, LivenessError> {
+        let now = now_ms();
+        let rejected = |code: Code, msg: &str| {
+            Ok(Outcome { verdict: Verdict::rejected(Reason::new(code, msg)), client_reference: None, verified_ms: now })
+        };
+        let parsed = match ChallengeId::decode(id, &self.key) {
+            Ok(p) => p,
+            Err(IdError::Malformed) => return rejected(Code::ChallengeInvalid, "the challenge id is not one this service issued"),
+            Err(IdError::BadMac) => {
+                return rejected(Code::ChallengeInvalid, "the challenge id was altered or forged (its HMAC does not verify)");
+            }
+        };
+        if now > parsed.expires_ms {
+            return rejected(Code::Expired, &format!("the challenge expired {} s ago", (now - parsed.expires_ms) / 1000));
+        }
+        if frames.is_empty() || frames.len() > self.cfg.max_frames {
+            return Err(LivenessError::InvalidArgument(format!("frames: {} frames, 1 to {} allowed", frames.len(), self.cfg.max_frames)));
+        }
+        for (i, f) in frames.iter().enumerate() {
+            if f.step_index >= parsed.steps.len() {
+                return Err(LivenessError::InvalidArgument(format!(
+                    "frames[{i}].step_index: {} is not a step of this {}-step challenge",
+                    f.step_index,
+                    parsed.steps.len()
+                )));
+            }
+            probe_dimensions(&f.bytes, &self.vision.limits).map_err(|e| {
+                let code = match e {
+                    ekyc_vision::DecodeError::Empty => "IMAGE_EMPTY",
+                    ekyc_vision::DecodeError::UnsupportedFormat(_) => "IMAGE_UNSUPPORTED_FORMAT",
+                    ekyc_vision::DecodeError::TooLarge(_) => "IMAGE_TOO_LARGE",
+                    ekyc_vision::DecodeError::TooSmall { .. } => "IMAGE_TOO_SMALL",
+                    _ => "IMAGE_CORRUPT",
+                };
+                LivenessError::InvalidArgument(format!("{code}: frames[{i}].image: {e}"))
+            })?;
+        }
+        // Consume: from here on, this challenge is used, whatever the outcome.
+        let Some(stored) = self.store.take(&parsed.nonce).await? else {
+            return rejected(Code::AlreadyUsed, "the challenge was already used");
+        };
+        let stored: Stored = serde_json::from_slice(&stored).map_err(|e| LivenessError::Internal(format!("stored challenge: {e}")))?;
+        let spec = ChallengeSpec {
+            steps: parsed.steps.clone(),
+            targets: stored.targets,
+            issued_ms: parsed.issued_ms,
+            expires_ms: parsed.expires_ms,
+        };
+        let inputs: Vec<FrameInput> = frames.iter().map(|f| FrameInput { step_index: f.step_index, capture_ms: f.capture_ms }).collect();
+        let analyses = join_all(frames.into_iter().map(|f| self.analyse(f))).await;
+        let mut analysed = Vec::with_capacity(inputs.len());
+        for (input, a) in inputs.into_iter().zip(analyses) {
+            analysed.push((input, a?));
+        }
+        let verdict = verify(&spec, &analysed, &self.cfg, self.vision.match_threshold);
+        metrics::counter!("ekyc_liveness_verifications_total", "passed" => verdict.passed.to_string()).increment(1);
+        Ok(Outcome { verdict, client_reference: stored.client_reference, verified_ms: now_ms() })
+    }
+
+    async fn analyse(&self, frame: Frame) -> Result<FrameAnalysis, LivenessError> {
+        let counter = Arc::clone(&self.frames_analysed);
+        self.workers
+            .run(move |p: &mut FacePipeline| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                analyse_frame(p, &frame)
+            })
+            .await
+            .map_err(|e| match e {
+                PoolError::Busy => LivenessError::Busy("all face workers are busy; retry after a short backoff".into()),
+                PoolError::Closed => LivenessError::Unavailable("the face workers have shut down".into()),
+                PoolError::Panicked => LivenessError::Internal("a face worker failed".into()),
+            })?
+    }
+}
+
+fn analyse_frame(p: &FacePipeline, frame: &Frame) -> Result<FrameAnalysis, LivenessError> {
+    let mut out = FrameAnalysis { sha256: hex::encode(Sha256::digest(&frame.bytes)), ..Default::default() };
+    let mut img = match p.decode(&frame.bytes) {
+        Ok(img) => img,
+        Err(VisionError::Decode(e)) => {
+            out.corrupt = Some(e.to_string());
+            return Ok(out);
+        }
+        Err(e) => return Err(LivenessError::Internal(e.to_string())),
+    };
+    if frame.mirrored {
+        image::imageops::flip_horizontal_in_place(&mut img);
+    }
+    out.pixels_sha256 = hex::encode(Sha256::digest(img.as_raw()));
+    let prepared = p.prepare(&img, false).map_err(|e| LivenessError::Internal(e.to_string()))?;
+    if let Some(main) = prepared.first() {
+        let embedder = p.embedder().ok_or_else(|| LivenessError::Internal("worker pipeline has no embedder: this is a bug".into()))?;
+        out.embedding =
+            embedder.embed(std::slice::from_ref(&main.crop)).map_err(|e| LivenessError::Internal(e.to_string()))?.into_iter().next();
+        let margin = p.config().embedder.margin;
+        out.signature = Some(signature(&main.crop, margin, false));
+        out.signature_mirrored = Some(signature(&main.crop, margin, true));
+    }
+    out.faces = prepared.into_iter().map(|pf| pf.face).collect();
+    Ok(out)
+}
+
+/// Zero-mean, unit-norm grey levels of the face region of an aligned crop, downsampled to
+/// `SIGNATURE_SIDE` squared (optionally mirrored): aligned crops of the same picture
+/// correlate near 1 whatever crop or scale it was sent at.
+fn signature(crop: &ekyc_vision::imgops::FloatImage, margin: f32, mirror: bool) -> Vec<f32> {
+    let s = crop.width;
+    let inner = ((s as f32) / margin) as usize;
+    let off = (s - inner.min(s)) / 2;
+    let luma = crop.luma();
+    let mut sig = vec![0.0f32; SIGNATURE_SIDE * SIGNATURE_SIDE];
+    let mut count = vec![0u32; sig.len()];
+    for y in 0..inner {
+        for x in 0..inner {
+            let (sx, sy) = (x * SIGNATURE_SIDE / inner, y * SIGNATURE_SIDE / inner);
+            let sx = if mirror { SIGNATURE_SIDE - 1 - sx } else { sx };
+            sig[sy * SIGNATURE_SIDE + sx] += luma[(off + y) * s + off + x];
+            count[sy * SIGNATURE_SIDE + sx] += 1;
+        }
+    }
+    for (v, c) in sig.iter_mut().zip(&count) {
+        *v /= (*c).max(1) as f32;
+    }
+    let mean = sig.iter().sum::<f32>() / sig.len() as f32;
+    sig.iter_mut().for_each(|v| *v -= mean);
+    let norm = sig.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-6);
+    sig.iter_mut().for_each(|v| *v /= norm);
+    sig
+}

@@ -1,0 +1,42 @@
+//! The service's one error enum and its mapping to gRPC statuses.
+
+use thiserror::Error;
+
+use crate::store::StoreError;
+
+#[derive(Debug, Error)]
+pub enum LivenessError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error("building gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("serving gRPC: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("starting threads: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<StoreError> for LivenessError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => LivenessError::Unavailable(format!("BACKEND_UNAVAILABLE: {m}")),
+        }
+    }
+}
+
+impl From<LivenessError> for tonic::Status {
+    fn from(e: LivenessError) -> Self {
+        match e {
+            LivenessError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
+            LivenessError::Busy(m) => tonic::Status::resource_exhausted(m),
+            LivenessError::Unavailable(m) => tonic::Status::unavailable(m),
+            other => tonic::Status::internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The gRPC adapter: validates requests, calls the engine, maps its verdict to `ekyc.v1`.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use ekyc_proto::v1 as pb;
+use ekyc_proto::v1::liveness_server::Liveness;
+use ekyc_runtime::convert;
+use tonic::{Request, Response, Status};
+
+use crate::challenge::Pose;
+use crate::engine::{Engine, Frame};
+use crate::error::LivenessError;
+use crate::verify::{Code, Reason, StepOutcome};
+
+#[derive(Debug, Clone)]
+pub struct LivenessService {
+    engine: Arc<OnceLock<Arc<Engine>>>,
+}
+
+impl LivenessService {
+    pub fn new(engine: Arc<OnceLock<Arc<Engine>>>) -> Self {
+        Self { engine }
+    }
+
+    fn engine(&self) -> Result<Arc<Engine>, LivenessError> {
+        self.engine.get().cloned().ok_or_else(|| LivenessError::Unavailable("the face models are still loading; retry shortly".into()))
+    }
+}
+
+fn pose_pb(p: Pose) -> pb::PoseStep {
+    match p {
+        Pose::Frontal => pb::PoseStep::Frontal,
+        Pose::TurnLeft => pb::PoseStep::TurnLeft,
+        Pose::TurnRight => pb::PoseStep::TurnRight,
+        Pose::LookUp => pb::PoseStep::LookUp,
+        Pose::LookDown => pb::PoseStep::LookDown,
+    }
+}
+
+fn code_pb(c: Code) -> pb::ReasonCode {
+    use pb::ReasonCode as R;
+    match c {
+        Code::NoFace => R::NoFace,
+        Code::MultipleFaces => R::MultipleFaces,
+        Code::FaceTooSmall => R::FaceTooSmall,
+        Code::FaceBlurred => R::FaceBlurred,
+        Code::PoseNotReached => R::PoseNotReached,
+        Code::StepOutOfOrder => R::StepOutOfOrder,
+        Code::StepMissing => R::StepMissing,
+        Code::FaceChanged => R::FaceChanged,
+        Code::ReplayedFrame => R::ReplayedFrame,
+        Code::MirroredFrame => R::MirroredFrame,
+        Code::Expired => R::Expired,
+        Code::AlreadyUsed => R::AlreadyUsed,
+        Code::ChallengeInvalid => R::ChallengeInvalid,
+        Code::LivenessFailed => R::LivenessFailed,
+        Code::CaptureTimeInvalid => R::CaptureTimeInvalid,
+        Code::ImageCorrupt => R::ImageCorrupt,
+    }
+}
+
+fn reason_pb(r: &Reason, step: Option<usize>) -> pb::Reason {
+    pb::Reason {
+        code: code_pb(r.code) as i32,
+        message: r.message.clone(),
+        image_index: r.frame_index.map(|i| i as u32),
+        step_index: step.map(|s| s as u32),
+        face_index: None,
+        measured: r.measured,
+        limit: r.limit,
+        blocking: r.blocking,
+    }
+}
+
+fn step_pb(o: &StepOutcome, embedder_id: &str) -> pb::StepResult {
+    pb::StepResult {
+        step_index: o.step_index as u32,
+        pose: pose_pb(o.pose) as i32,
+        passed: o.passed,
+        frame_index: o.frame_index.map(|i| i as u32),
+        measured_pose: o.measured.as_ref().map(convert::pose),
+        target_angle_deg: o.target,
+        reached_angle_deg: o.reached_angle,
+        reached: o.reached,
+        face: o.face.as_ref().map(|f| pb::Face { embedding: None, ..convert::face(f, embedder_id) }),
+        similarity_to_reference: o.similarity,
+        frame_sha256: o.sha256.clone(),
+        reasons: o.reasons.iter().map(|r| reason_pb(r, Some(o.step_index))).collect(),
+    }
+}
+
+fn record(method: &'static str, ok: bool, e: Option<&LivenessError>) {
+    let code = match e {
+        None if ok => "OK",
+        Some(LivenessError::InvalidArgument(_)) => "INVALID_ARGUMENT",
+        Some(LivenessError::Busy(_)) => "RESOURCE_EXHAUSTED",
+        Some(LivenessError::Unavailable(_)) => "UNAVAILABLE",
+        _ => "INTERNAL",
+    };
+    metrics::counter!("ekyc_requests_total", "service" => "ekyc.v1.Liveness", "method" => method, "code" => code).increment(1);
+}
+
+impl LivenessService {
+    async fn do_create(&self, req: pb::CreateChallengeRequest) -> Result<pb::Challenge, LivenessError> {
+        let engine = self.engine()?;
+        let issued = engine.create(req.step_count as usize, req.client_reference).await?;
+        let japanese = req.locale.to_ascii_lowercase().starts_with("ja");
+        Ok(pb::Challenge {
+            challenge_id: issued.id,
+            steps: issued
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, (pose, target))| {
+                    let (ja, en) = pose.instructions();
+                    pb::ChallengeStep {
+                        index: i as u32,
+                        pose: pose_pb(*pose) as i32,
+                        target_angle_deg: *target,
+                        instruction_ja: ja.into(),
+                        instruction_en: en.into(),
+                        instruction: if japanese { ja.into() } else { en.into() },
+                    }
+                })
+                .collect(),
+            issued_at_unix_ms: issued.issued_ms,
+            expires_at_unix_ms: issued.expires_ms,
+            locale: if japanese { "ja".into() } else { "en".into() },
+            client_reference: issued.client_reference,
+        })
+    }
+
+    async fn do_verify(&self, req: pb::VerifyChallengeRequest) -> Result<pb::VerifyChallengeResponse, LivenessError> {
+        let started = Instant::now();
+        let engine = self.engine()?;
+        if !req.frame_attestations.is_empty() {
+            return Err(LivenessError::InvalidArgument("frame_attestations: not supported by this server yet; send the frames".into()));
+        }
+        let frames: Vec<Frame> = req
+            .frames
+            .into_iter()
+            .map(|f| Frame {
+                bytes: f.image.map(|i| i.data).unwrap_or_default(),
+                step_index: f.step_index as usize,
+                capture_ms: f.client_capture_unix_ms,
+                mirrored: f.mirrored,
+            })
+            .collect();
+        let outcome = engine.verify(&req.challenge_id, frames).await?;
+        let v = &outcome.verdict;
+        let embedder_id = engine.vision().embedder.model.id.clone();
+        Ok(pb::VerifyChallengeResponse {
+            challenge_id: req.challenge_id,
+            passed: v.passed,
+            liveness_score: v.score,
+            steps: v.steps.iter().map(|s| step_pb(s, &embedder_id)).collect(),
+            reasons: v.reasons.iter().map(|r| reason_pb(r, None)).collect(),
+            reference_embedding: v.reference_embedding.as_ref().map(|e| pb::Embedding { values: e.clone(), model_id: embedder_id.clone() }),
+            frame_digests: v
+                .digests
+                .iter()
+                .map(|(f, s, h)| pb::FrameDigest { frame_index: *f as u32, step_index: *s as u32, sha256: h.clone() })
+                .collect(),
+            verified_at_unix_ms: outcome.verified_ms,
+            models: convert::models(engine.vision()),
+            timing: Some(pb::Timing { queue_ms: 0.0, inference_ms: 0.0, total_ms: started.elapsed().as_secs_f32() * 1000.0 }),
+            client_reference: outcome.client_reference,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Liveness for LivenessService {
+    async fn create_challenge(&self, request: Request<pb::CreateChallengeRequest>) -> Result<Response<pb::Challenge>, Status> {
+        let r = self.do_create(request.into_inner()).await;
+        record("CreateChallenge", r.is_ok(), r.as_ref().err());
+        Ok(Response::new(r?))
+    }
+
+    async fn check_frame(&self, _request: Request<pb::CheckFrameRequest>) -> Result<Response<pb::CheckFrameResponse>, Status> {
+        Err(Status::unimplemented("CheckFrame is not implemented yet: send all frames to VerifyChallenge"))
+    }
+
+    async fn verify_challenge(
+        &self,
+        request: Request<pb::VerifyChallengeRequest>,
+    ) -> Result<Response<pb::VerifyChallengeResponse>, Status> {
+        let r = self.do_verify(request.into_inner()).await;
+        record("VerifyChallenge", r.is_ok(), r.as_ref().err());
+        Ok(Response::new(r?))
+    }
+}

@@ -1,0 +1,5 @@
+//! The liveness service over real gRPC with a real Redis and synthesised head turns.
+
+mod challenges;
+mod common;
+mod outages;

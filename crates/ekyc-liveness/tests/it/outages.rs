@@ -1,0 +1,48 @@
+//! Redis stopped mid-test: calls fail UNAVAILABLE with a clear message, never a pass; the
+//! service recovers when Redis returns.
+
+use std::time::Duration;
+
+use ekyc_proto::v1 as pb;
+
+use crate::common::{Server, create, good_frames};
+
+#[tokio::test]
+async fn redis_down_is_unavailable_never_a_pass_and_the_service_recovers() {
+    let mut server = Server::start().await;
+    let mut client = server.client().await;
+    let c = create(&mut client, 2).await;
+    let frames = good_frames(&c, "obama_1.jpg");
+
+    server.redis.stop();
+    let e = client.create_challenge(pb::CreateChallengeRequest::default()).await.expect_err("no store");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("redis"), "{}", e.message());
+    let e = client
+        .verify_challenge(pb::VerifyChallengeRequest {
+            challenge_id: c.challenge_id.clone(),
+            frames: frames.clone(),
+            frame_attestations: vec![],
+        })
+        .await
+        .expect_err("never a pass without the store");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+
+    server.redis.restart();
+    let mut recovered = None;
+    for _ in 0..50 {
+        match client.create_challenge(pb::CreateChallengeRequest::default()).await {
+            Ok(c) => {
+                recovered = Some(c.into_inner());
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.code(), tonic::Code::Unavailable);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let c = recovered.expect("the service recovered once Redis returned");
+    let r = crate::common::verify(&mut client, &c, good_frames(&c, "obama_1.jpg")).await;
+    assert!(r.passed, "{:#?}", r.reasons);
+}
