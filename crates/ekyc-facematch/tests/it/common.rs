@@ -81,3 +81,11 @@ pub fn library_embedding(file: &str) -> Vec<f32> {
 pub fn first_embedding(r: &pb::EmbedResponse, image: usize) -> Vec<f32> {
     r.results[image].faces[0].face.as_ref().and_then(|f| f.embedding.as_ref()).map(|e| e.values.clone()).expect("an embedding")
 }
+
+/// The process-wide Prometheus recorder, installed once for this test binary.
+pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static H: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
+    H.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().expect("the only recorder of this test binary")
+    })
+}

@@ -110,3 +110,34 @@ async fn crops_of_concurrent_calls_are_embedded_together() {
     assert_eq!(stats.crops, 6);
     assert!(stats.batches < stats.crops, "crops were never batched: {stats:?}");
 }
+
+/// The metrics an operator needs are recorded: queue time per stage, batch size, inference
+/// time per model, and requests by status code (the admission layer's refusals included).
+#[tokio::test]
+async fn metrics_cover_queues_batches_models_and_status_codes() {
+    let handle = crate::common::metrics();
+    let server = Server::start(FacematchConfig { max_in_flight: 1, ..Default::default() }).await;
+    let mut client = server.client().await;
+    client.embed(embed_request(&["obama_1.jpg"])).await.expect("served");
+    let bad = ekyc_proto::v1::EmbedRequest::default();
+    assert!(client.embed(bad).await.is_err());
+    // Two at once with room for one: one is refused by the admission layer.
+    let (mut c1, mut c2) = (client.clone(), client.clone());
+    let (a, b) = tokio::join!(c1.embed(embed_request(&["obama_2.jpg"])), c2.embed(embed_request(&["obama_3.jpg"])));
+    assert!(a.is_err() || b.is_err(), "one of two concurrent calls is shed at a limit of 1");
+    let text = handle.render();
+    for needle in [
+        "ekyc_facematch_queue_seconds",
+        "stage=\"prepare\"",
+        "stage=\"embed\"",
+        "ekyc_facematch_batch_size",
+        "ekyc_inference_seconds",
+        "model=\"embedder\"",
+        "model=\"decode+detector+landmarks\"",
+        "ekyc_requests_total{service=\"ekyc.v1.FaceMatch\",method=\"Embed\",code=\"OK\"}",
+        "code=\"INVALID_ARGUMENT\"",
+        "code=\"RESOURCE_EXHAUSTED\"",
+    ] {
+        assert!(text.contains(needle), "`{needle}` missing from the metrics:\n{text}");
+    }
+}
