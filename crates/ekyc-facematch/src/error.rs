@@ -18,10 +18,8 @@ pub enum FacematchError {
     /// A bug or a broken model: not the caller's fault.
     #[error("{0}")]
     Internal(String),
-    #[error("building gRPC reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    #[error("serving gRPC: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Serve(#[from] ekyc_runtime::serve::ServeError),
     #[error("starting threads: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -14,10 +14,8 @@ pub enum LivenessError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
-    #[error("building gRPC reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    #[error("serving gRPC: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Serve(#[from] ekyc_runtime::serve::ServeError),
     #[error("starting threads: {0}")]
     Io(#[from] std::io::Error),
 }

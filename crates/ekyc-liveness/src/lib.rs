@@ -21,11 +21,9 @@ use std::sync::{Arc, OnceLock};
 
 use ekyc_proto::v1::liveness_server::LivenessServer;
 use ekyc_runtime::ServiceKind;
-use ekyc_runtime::admission::Admission;
-use ekyc_runtime::serve::{run, scaffold};
+use ekyc_runtime::serve::{Engine as ServeEngine, serve_api};
 use ekyc_vision::VisionConfig;
 use tokio::net::TcpListener;
-use tonic_health::ServingStatus;
 
 pub use config::LivenessConfig;
 pub use engine::Engine;
@@ -35,7 +33,7 @@ pub use error::LivenessError;
 pub const KIND: ServiceKind = ServiceKind::Liveness;
 
 /// Serves on `listener` until `shutdown` completes, loading the models in the background
-/// (health NOT_SERVING until they are warm).
+/// (health NOT_SERVING until they are warm; calls meanwhile get UNAVAILABLE).
 pub async fn serve(
     vision: VisionConfig,
     cfg: LivenessConfig,
@@ -44,53 +42,38 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), LivenessError> {
     let cell = Arc::new(OnceLock::new());
-    let (routes, health) = scaffold(KIND).await?;
-    let loader = {
-        let (cell, health, cfg) = (Arc::clone(&cell), health.clone(), cfg.clone());
-        tokio::spawn(async move {
-            match tokio::task::spawn_blocking(move || Engine::start(&vision, &cfg)).await {
-                Ok(Ok(engine)) => {
-                    let _ = cell.set(Arc::new(engine));
-                    health.set_service_status(KIND.grpc_name(), ServingStatus::Serving).await;
-                    tracing::info!(service = KIND.name(), "models loaded and warm: serving");
-                }
-                Ok(Err(e)) => tracing::error!(service = KIND.name(), error = %e, "cannot start; staying NOT_SERVING"),
-                Err(e) => tracing::error!(service = KIND.name(), error = %e, "start-up panicked; staying NOT_SERVING"),
-            }
-        })
-    };
-    let result = serve_routes(cell, &cfg, max_message_bytes, routes, listener, shutdown).await;
-    loader.abort();
-    result
+    let api = api(Arc::clone(&cell), max_message_bytes);
+    let max_in_flight = cfg.max_in_flight;
+    let load = move || Engine::start(&vision, &cfg);
+    serve_api(KIND, cell, ServeEngine::Load(load), api, max_in_flight, listener, shutdown).await?;
+    Ok(())
 }
 
-/// Serves an engine that is already loaded (tests, embedding).
+/// Serves an engine that is already loaded (tests, embedding in other programs).
 pub async fn serve_engine(
     engine: Arc<Engine>,
     max_message_bytes: usize,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), LivenessError> {
-    let cfg = engine.config().clone();
-    let cell = Arc::new(OnceLock::from(engine));
-    let (routes, health) = scaffold(KIND).await?;
-    health.set_service_status(KIND.grpc_name(), ServingStatus::Serving).await;
-    serve_routes(cell, &cfg, max_message_bytes, routes, listener, shutdown).await
+    let cell = Arc::new(OnceLock::new());
+    let api = api(Arc::clone(&cell), max_message_bytes);
+    let max_in_flight = engine.config().max_in_flight;
+    serve_api(
+        KIND,
+        cell,
+        ServeEngine::<Engine, fn() -> Result<Engine, LivenessError>>::Ready(engine),
+        api,
+        max_in_flight,
+        listener,
+        shutdown,
+    )
+    .await?;
+    Ok(())
 }
 
-async fn serve_routes(
-    cell: Arc<OnceLock<Arc<Engine>>>,
-    cfg: &LivenessConfig,
-    max_message_bytes: usize,
-    mut routes: tonic::service::RoutesBuilder,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), LivenessError> {
-    let api = LivenessServer::new(service::LivenessService::new(cell))
+fn api(cell: Arc<OnceLock<Arc<Engine>>>, max_message_bytes: usize) -> LivenessServer<service::LivenessService> {
+    LivenessServer::new(service::LivenessService::new(cell))
         .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(max_message_bytes);
-    routes.add_service(Admission::new(api, cfg.max_in_flight));
-    tracing::info!(service = KIND.name(), addr = ?listener.local_addr().ok(), "listening");
-    run(listener, routes, shutdown).await?;
-    Ok(())
+        .max_encoding_message_size(max_message_bytes)
 }

@@ -3,6 +3,7 @@
 //! reflection, and graceful shutdown on a signal or a future.
 
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -77,4 +78,72 @@ pub async fn serve_health_only(kind: ServiceKind, listener: TcpListener, shutdow
     tracing::info!(service = kind.name(), addr = ?listener.local_addr().ok(), "serving health and reflection only");
     run(listener, routes, shutdown).await?;
     Ok(())
+}
+
+/// How a service's engine comes to be: loaded already, or loaded in the background by a
+/// blocking function (model loading and warm-up) while the server already answers health.
+pub enum Engine<E, L> {
+    Ready(Arc<E>),
+    Load(L),
+}
+
+impl<E, L> std::fmt::Debug for Engine<E, L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Ready(_) => "Engine::Ready",
+            Engine::Load(_) => "Engine::Load",
+        })
+    }
+}
+
+/// Serves a model-backed API: health and reflection at once, the service's own health name
+/// NOT_SERVING until its engine is loaded and warm (calls meanwhile see an empty `cell`),
+/// the API behind an admission limit of `max_in_flight`, until `shutdown` completes.
+pub async fn serve_api<E, L, LE, S>(
+    kind: ServiceKind,
+    cell: Arc<OnceLock<Arc<E>>>,
+    engine: Engine<E, L>,
+    api: S,
+    max_in_flight: usize,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError>
+where
+    E: Send + Sync + 'static,
+    L: FnOnce() -> Result<E, LE> + Send + 'static,
+    LE: std::fmt::Display + Send + 'static,
+    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>, Error = std::convert::Infallible>
+        + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let (mut routes, health) = scaffold(kind).await?;
+    let loader = match engine {
+        Engine::Ready(e) => {
+            let _ = cell.set(e);
+            health.set_service_status(kind.grpc_name(), ServingStatus::Serving).await;
+            None
+        }
+        Engine::Load(load) => Some(tokio::spawn(async move {
+            match tokio::task::spawn_blocking(load).await {
+                Ok(Ok(e)) => {
+                    let _ = cell.set(Arc::new(e));
+                    health.set_service_status(kind.grpc_name(), ServingStatus::Serving).await;
+                    tracing::info!(service = kind.name(), "models loaded and warm: serving");
+                }
+                Ok(Err(e)) => tracing::error!(service = kind.name(), error = %e, "cannot start; staying NOT_SERVING"),
+                Err(e) => tracing::error!(service = kind.name(), error = %e, "start-up panicked; staying NOT_SERVING"),
+            }
+        })),
+    };
+    routes.add_service(crate::admission::Admission::new(api, max_in_flight));
+    tracing::info!(service = kind.name(), addr = ?listener.local_addr().ok(), "listening");
+    let result = run(listener, routes, shutdown).await;
+    if let Some(l) = loader {
+        l.abort();
+    }
+    Ok(result?)
 }
