@@ -5,4 +5,5 @@
 pub mod bad_images;
 pub mod dataset;
 pub mod headturn;
+pub mod idcard;
 pub mod redis_server;
