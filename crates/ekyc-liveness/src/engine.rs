@@ -13,11 +13,12 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::attestation::{self, AttestationError};
 use crate::challenge::{ChallengeId, IdError, Pose};
 use crate::config::LivenessConfig;
 use crate::error::LivenessError;
 use crate::store::{ChallengeStore, MemoryStore, RedisStore};
-use crate::verify::{ChallengeSpec, Code, FrameAnalysis, FrameInput, Reason, Verdict, verify};
+use crate::verify::{ChallengeSpec, Code, FrameAnalysis, FrameInput, Reason, StepOutcome, Verdict, judge_step, verify};
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -56,6 +57,16 @@ pub struct Outcome {
     pub verdict: Verdict,
     pub client_reference: Option<String>,
     pub verified_ms: i64,
+}
+
+/// What `check_frame` found: the step judged on this frame alone (turns measured against
+/// the zero pose until the frontal frame is known), the face's embedding, and the signed
+/// attestation to pass to `verify` instead of the image.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub step: StepOutcome,
+    pub embedding: Option<Vec<f32>>,
+    pub attestation: Vec<u8>,
 }
 
 /// Side length of the grey signature of an aligned face crop, in pixels.
@@ -156,8 +167,59 @@ impl Engine {
         })
     }
 
-    /// Verifies `frames` against challenge `id`, consuming it.
-    pub async fn verify(&self, id: &str, frames: Vec<Frame>) -> Result<Outcome, LivenessError> {
+    fn check_header(&self, field: &str, f: &Frame, steps: usize) -> Result<(), LivenessError> {
+        if f.step_index >= steps {
+            return Err(LivenessError::InvalidArgument(format!(
+                "{field}.step_index: {} is not a step of this {steps}-step challenge",
+                f.step_index
+            )));
+        }
+        probe_dimensions(&f.bytes, &self.vision.limits).map_err(|e| {
+            let code = match e {
+                ekyc_vision::DecodeError::Empty => "IMAGE_EMPTY",
+                ekyc_vision::DecodeError::UnsupportedFormat(_) => "IMAGE_UNSUPPORTED_FORMAT",
+                ekyc_vision::DecodeError::TooLarge(_) => "IMAGE_TOO_LARGE",
+                ekyc_vision::DecodeError::TooSmall { .. } => "IMAGE_TOO_SMALL",
+                _ => "IMAGE_CORRUPT",
+            };
+            LivenessError::InvalidArgument(format!("{code}: {field}.image: {e}"))
+        })?;
+        Ok(())
+    }
+
+    /// Measures one frame against its step without consuming the challenge.
+    pub async fn check_frame(&self, id: &str, frame: Frame) -> Result<Checked, LivenessError> {
+        let parsed = ChallengeId::decode(id, &self.key).map_err(|_| {
+            LivenessError::FailedPrecondition("CHALLENGE_INVALID: the challenge id was altered, forged or not issued here".into())
+        })?;
+        if now_ms() > parsed.expires_ms {
+            return Err(LivenessError::FailedPrecondition("EXPIRED: the challenge has expired".into()));
+        }
+        self.check_header("frame", &frame, parsed.steps.len())?;
+        let Some(stored) = self.store.peek(&parsed.nonce).await? else {
+            return Err(LivenessError::FailedPrecondition("ALREADY_USED: the challenge was already used".into()));
+        };
+        let stored: Stored = serde_json::from_slice(&stored).map_err(|e| LivenessError::Internal(format!("stored challenge: {e}")))?;
+        let spec = ChallengeSpec {
+            steps: parsed.steps.clone(),
+            targets: stored.targets,
+            issued_ms: parsed.issued_ms,
+            expires_ms: parsed.expires_ms,
+        };
+        let input = FrameInput { step_index: frame.step_index, capture_ms: frame.capture_ms };
+        let analysis = self.analyse(frame).await?;
+        let attestation = attestation::encode(&self.key, &parsed.nonce, &input, &analysis);
+        let embedding = analysis.embedding.clone();
+        let s = input.step_index;
+        let zero = ekyc_vision::HeadPose::default();
+        let frames = [(input, analysis)];
+        let step = judge_step(&spec, s, Some(0), &frames, (s > 0).then_some(&zero), None, &self.cfg, self.vision.match_threshold);
+        Ok(Checked { step, embedding, attestation })
+    }
+
+    /// Verifies `frames` and `attestations` (from `check_frame`) against challenge `id`,
+    /// consuming it. Attested frames are numbered after `frames`.
+    pub async fn verify(&self, id: &str, frames: Vec<Frame>, attestations: Vec<Vec<u8>>) -> Result<Outcome, LivenessError> {
         let now = now_ms();
         let rejected = |code: Code, msg: &str| {
             Ok(Outcome { verdict: Verdict::rejected(Reason::new(code, msg)), client_reference: None, verified_ms: now })
@@ -172,27 +234,27 @@ impl Engine {
         if now > parsed.expires_ms {
             return rejected(Code::Expired, &format!("the challenge expired {} s ago", (now - parsed.expires_ms) / 1000));
         }
-        if frames.is_empty() || frames.len() > self.cfg.max_frames {
-            return Err(LivenessError::InvalidArgument(format!("frames: {} frames, 1 to {} allowed", frames.len(), self.cfg.max_frames)));
+        let total = frames.len() + attestations.len();
+        if total == 0 || total > self.cfg.max_frames {
+            return Err(LivenessError::InvalidArgument(format!("frames: {total} frames, 1 to {} allowed", self.cfg.max_frames)));
         }
         for (i, f) in frames.iter().enumerate() {
-            if f.step_index >= parsed.steps.len() {
-                return Err(LivenessError::InvalidArgument(format!(
-                    "frames[{i}].step_index: {} is not a step of this {}-step challenge",
-                    f.step_index,
-                    parsed.steps.len()
-                )));
+            self.check_header(&format!("frames[{i}]"), f, parsed.steps.len())?;
+        }
+        let mut attested = Vec::with_capacity(attestations.len());
+        for (i, a) in attestations.iter().enumerate() {
+            match attestation::decode(&self.key, &parsed.nonce, a) {
+                Ok((input, _)) if input.step_index >= parsed.steps.len() => {
+                    return rejected(Code::ChallengeInvalid, &format!("frame_attestations[{i}] names a step this challenge does not have"));
+                }
+                Ok(x) => attested.push(x),
+                Err(AttestationError::OtherChallenge) => {
+                    return rejected(Code::ChallengeInvalid, &format!("frame_attestations[{i}] belongs to another challenge"));
+                }
+                Err(AttestationError::BadMac | AttestationError::Malformed) => {
+                    return rejected(Code::ChallengeInvalid, &format!("frame_attestations[{i}] was altered or not issued here"));
+                }
             }
-            probe_dimensions(&f.bytes, &self.vision.limits).map_err(|e| {
-                let code = match e {
-                    ekyc_vision::DecodeError::Empty => "IMAGE_EMPTY",
-                    ekyc_vision::DecodeError::UnsupportedFormat(_) => "IMAGE_UNSUPPORTED_FORMAT",
-                    ekyc_vision::DecodeError::TooLarge(_) => "IMAGE_TOO_LARGE",
-                    ekyc_vision::DecodeError::TooSmall { .. } => "IMAGE_TOO_SMALL",
-                    _ => "IMAGE_CORRUPT",
-                };
-                LivenessError::InvalidArgument(format!("{code}: frames[{i}].image: {e}"))
-            })?;
         }
         // Consume: from here on, this challenge is used, whatever the outcome.
         let Some(stored) = self.store.take(&parsed.nonce).await? else {
@@ -207,10 +269,11 @@ impl Engine {
         };
         let inputs: Vec<FrameInput> = frames.iter().map(|f| FrameInput { step_index: f.step_index, capture_ms: f.capture_ms }).collect();
         let analyses = join_all(frames.into_iter().map(|f| self.analyse(f))).await;
-        let mut analysed = Vec::with_capacity(inputs.len());
+        let mut analysed = Vec::with_capacity(inputs.len() + attested.len());
         for (input, a) in inputs.into_iter().zip(analyses) {
             analysed.push((input, a?));
         }
+        analysed.extend(attested);
         let verdict = verify(&spec, &analysed, &self.cfg, self.vision.match_threshold);
         metrics::counter!("ekyc_liveness_verifications_total", "passed" => verdict.passed.to_string()).increment(1);
         Ok(Outcome { verdict, client_reference: stored.client_reference, verified_ms: now_ms() })

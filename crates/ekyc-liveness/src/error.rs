@@ -8,6 +8,9 @@ use crate::store::StoreError;
 pub enum LivenessError {
     #[error("{0}")]
     InvalidArgument(String),
+    /// The challenge cannot be used any more (the message starts with the reason code).
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error("{0}")]
     Busy(String),
     #[error("{0}")]
@@ -32,6 +35,7 @@ impl From<LivenessError> for tonic::Status {
     fn from(e: LivenessError) -> Self {
         match e {
             LivenessError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
+            LivenessError::FailedPrecondition(m) => tonic::Status::failed_precondition(m),
             LivenessError::Busy(m) => tonic::Status::resource_exhausted(m),
             LivenessError::Unavailable(m) => tonic::Status::unavailable(m),
             other => tonic::Status::internal(other.to_string()),

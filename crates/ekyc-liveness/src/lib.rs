@@ -8,6 +8,7 @@
 //! - [`verify`]: the verdict as a pure function; [`engine`]: the plain-Rust core.
 //! - [`service`]: the thin gRPC adapter; [`error`]: the one error enum and its statuses.
 
+pub mod attestation;
 pub mod challenge;
 pub mod config;
 pub mod engine;

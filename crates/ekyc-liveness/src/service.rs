@@ -90,11 +90,21 @@ fn step_pb(o: &StepOutcome, embedder_id: &str) -> pb::StepResult {
     }
 }
 
+fn frame(f: pb::Frame) -> Frame {
+    Frame {
+        bytes: f.image.map(|i| i.data).unwrap_or_default(),
+        step_index: f.step_index as usize,
+        capture_ms: f.client_capture_unix_ms,
+        mirrored: f.mirrored,
+    }
+}
+
 fn record(method: &'static str, ok: bool, e: Option<&LivenessError>) {
     let code = match e {
         None if ok => "OK",
         Some(LivenessError::InvalidArgument(_)) => "INVALID_ARGUMENT",
         Some(LivenessError::Busy(_)) => "RESOURCE_EXHAUSTED",
+        Some(LivenessError::FailedPrecondition(_)) => "FAILED_PRECONDITION",
         Some(LivenessError::Unavailable(_)) => "UNAVAILABLE",
         _ => "INTERNAL",
     };
@@ -131,23 +141,23 @@ impl LivenessService {
         })
     }
 
+    async fn do_check(&self, req: pb::CheckFrameRequest) -> Result<pb::CheckFrameResponse, LivenessError> {
+        let engine = self.engine()?;
+        let f = req.frame.ok_or_else(|| LivenessError::InvalidArgument("frame: a frame is required".into()))?;
+        let checked = engine.check_frame(&req.challenge_id, frame(f)).await?;
+        let embedder_id = engine.vision().embedder.model.id.clone();
+        Ok(pb::CheckFrameResponse {
+            result: Some(step_pb(&checked.step, &embedder_id)),
+            embedding: checked.embedding.map(|values| pb::Embedding { values, model_id: embedder_id }),
+            attestation: checked.attestation,
+        })
+    }
+
     async fn do_verify(&self, req: pb::VerifyChallengeRequest) -> Result<pb::VerifyChallengeResponse, LivenessError> {
         let started = Instant::now();
         let engine = self.engine()?;
-        if !req.frame_attestations.is_empty() {
-            return Err(LivenessError::InvalidArgument("frame_attestations: not supported by this server yet; send the frames".into()));
-        }
-        let frames: Vec<Frame> = req
-            .frames
-            .into_iter()
-            .map(|f| Frame {
-                bytes: f.image.map(|i| i.data).unwrap_or_default(),
-                step_index: f.step_index as usize,
-                capture_ms: f.client_capture_unix_ms,
-                mirrored: f.mirrored,
-            })
-            .collect();
-        let outcome = engine.verify(&req.challenge_id, frames).await?;
+        let frames: Vec<Frame> = req.frames.into_iter().map(frame).collect();
+        let outcome = engine.verify(&req.challenge_id, frames, req.frame_attestations).await?;
         let v = &outcome.verdict;
         let embedder_id = engine.vision().embedder.model.id.clone();
         Ok(pb::VerifyChallengeResponse {
@@ -178,8 +188,10 @@ impl Liveness for LivenessService {
         Ok(Response::new(r?))
     }
 
-    async fn check_frame(&self, _request: Request<pb::CheckFrameRequest>) -> Result<Response<pb::CheckFrameResponse>, Status> {
-        Err(Status::unimplemented("CheckFrame is not implemented yet: send all frames to VerifyChallenge"))
+    async fn check_frame(&self, request: Request<pb::CheckFrameRequest>) -> Result<Response<pb::CheckFrameResponse>, Status> {
+        let r = self.do_check(request.into_inner()).await;
+        record("CheckFrame", r.is_ok(), r.as_ref().err());
+        Ok(Response::new(r?))
     }
 
     async fn verify_challenge(

@@ -23,6 +23,8 @@ pub trait ChallengeStore: Send + Sync + std::fmt::Debug {
     fn put<'a>(&'a self, nonce: &'a str, value: Vec<u8>, ttl: Duration) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Removes and returns the value, atomically; `None` when absent or expired.
     fn take<'a>(&'a self, nonce: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>>;
+    /// Returns the value without removing it; `None` when absent or expired.
+    fn peek<'a>(&'a self, nonce: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>>;
 }
 
 /// In-process store for a single machine.
@@ -46,6 +48,13 @@ impl ChallengeStore for MemoryStore {
         Box::pin(async move {
             let mut map = self.map.lock().map_err(|_| StoreError::Unavailable("in-process store poisoned".into()))?;
             Ok(map.remove(nonce).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v))
+        })
+    }
+
+    fn peek<'a>(&'a self, nonce: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        Box::pin(async move {
+            let map = self.map.lock().map_err(|_| StoreError::Unavailable("in-process store poisoned".into()))?;
+            Ok(map.get(nonce).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v.clone()))
         })
     }
 }
@@ -105,6 +114,14 @@ impl ChallengeStore for RedisStore {
     fn take<'a>(&'a self, nonce: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
         Box::pin(async move {
             let mut cmd = redis::cmd("GETDEL");
+            cmd.arg(Self::key(nonce));
+            self.run(cmd).await
+        })
+    }
+
+    fn peek<'a>(&'a self, nonce: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("GET");
             cmd.arg(Self::key(nonce));
             self.run(cmd).await
         })

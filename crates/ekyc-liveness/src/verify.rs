@@ -159,6 +159,119 @@ fn correlation(a: &[f32], b: &[f32]) -> f32 {
     if a.len() != b.len() { 0.0 } else { a.iter().zip(b).map(|(x, y)| x * y).sum() }
 }
 
+/// Judges step `s` on frame `frame` (an index into `frames`), with the reference pose and
+/// embedding from the frontal step when known. [`verify`] calls it for every step;
+/// `Liveness.CheckFrame` calls it on one frame with the zero pose as a provisional
+/// reference.
+#[allow(clippy::too_many_arguments)]
+pub fn judge_step(
+    spec: &ChallengeSpec,
+    s: usize,
+    frame: Option<usize>,
+    frames: &[(FrameInput, FrameAnalysis)],
+    reference: Option<&HeadPose>,
+    reference_embedding: Option<&[f32]>,
+    cfg: &LivenessConfig,
+    threshold: f32,
+) -> StepOutcome {
+    let pose = spec.steps[s];
+    let target = spec.targets.get(s).copied().unwrap_or(cfg.turn_deg);
+    let mut out = StepOutcome {
+        step_index: s,
+        pose,
+        passed: false,
+        frame_index: frame,
+        measured: None,
+        target,
+        reached_angle: 0.0,
+        reached: false,
+        face: None,
+        similarity: None,
+        sha256: frame.map(|i| frames[i].1.sha256.clone()).unwrap_or_default(),
+        reasons: Vec::new(),
+    };
+    let Some(fi) = frame else {
+        out.reasons.push(Reason::new(Code::StepMissing, format!("no frame answers step {s} ({pose:?})")));
+        return out;
+    };
+    let (input, a) = &frames[fi];
+    if let Some(why) = &a.corrupt {
+        out.reasons.push(Reason::new(Code::ImageCorrupt, format!("frame {fi}: {why}")).at(fi));
+        return out;
+    }
+    let Some(face) = a.faces.first() else {
+        out.reasons.push(Reason::new(Code::NoFace, format!("frame {fi}: no face found")).at(fi));
+        return out;
+    };
+    for other in &a.faces[1..] {
+        let ratio = other.quality.face_size_px / face.quality.face_size_px.max(1.0);
+        let r = Reason::new(Code::MultipleFaces, format!("frame {fi}: another face {:.0} % the size of the main one", ratio * 100.0))
+            .at(fi)
+            .values(f64::from(ratio), f64::from(cfg.other_face_ratio));
+        out.reasons.push(if ratio >= cfg.other_face_ratio { r } else { r.warning() });
+    }
+    if face.quality.face_size_px < cfg.min_face_size_px {
+        out.reasons.push(
+            Reason::new(
+                Code::FaceTooSmall,
+                format!("frame {fi}: face is {:.0} px, at least {:.0} px needed", face.quality.face_size_px, cfg.min_face_size_px),
+            )
+            .at(fi)
+            .values(f64::from(face.quality.face_size_px), f64::from(cfg.min_face_size_px)),
+        );
+    }
+    if face.quality.sharpness < cfg.min_sharpness {
+        out.reasons.push(
+            Reason::new(
+                Code::FaceBlurred,
+                format!("frame {fi}: face sharpness {:.1}, at least {:.1} needed", face.quality.sharpness, cfg.min_sharpness),
+            )
+            .at(fi)
+            .values(f64::from(face.quality.sharpness), f64::from(cfg.min_sharpness)),
+        );
+    }
+    if let Some(t) = input.capture_ms
+        && (t < spec.issued_ms - cfg.clock_skew_ms || t > spec.expires_ms + cfg.clock_skew_ms)
+    {
+        out.reasons.push(
+            Reason::new(Code::CaptureTimeInvalid, format!("frame {fi}: captured at {t} ms, outside the challenge's lifetime")).at(fi),
+        );
+    }
+    out.measured = Some(face.pose);
+    out.face = Some(face.clone());
+    let reference_pose = if s == 0 { None } else { reference };
+    out.reached_angle = reached_angle(pose, &face.pose, reference_pose);
+    out.reached = if s == 0 { out.reached_angle <= target } else { reference_pose.is_some() && out.reached_angle >= target };
+    if !out.reached {
+        let msg = if s == 0 {
+            format!("frame {fi}: head turned {:.1} degrees, the frontal step allows at most {target:.0}", out.reached_angle)
+        } else if reference_pose.is_none() {
+            format!("frame {fi}: no frontal reference to measure the turn against")
+        } else {
+            format!("frame {fi}: {pose:?} reached {:.1} degrees, at least {target:.0} needed", out.reached_angle)
+        };
+        out.reasons.push(Reason::new(Code::PoseNotReached, msg).at(fi).values(f64::from(out.reached_angle), f64::from(target)));
+    }
+    if s > 0
+        && let (Some(e), Some(r)) = (&a.embedding, reference_embedding)
+    {
+        let sim = cosine(e, r);
+        out.similarity = Some(sim);
+        if sim < threshold {
+            out.reasons.push(
+                Reason::new(
+                    Code::FaceChanged,
+                    format!("frame {fi}: the face differs from the frontal frame's (similarity {sim:.3} < {threshold:.3})"),
+                )
+                .at(fi)
+                .values(f64::from(sim), f64::from(threshold)),
+            );
+        }
+    }
+    out.passed = !out.reasons.iter().any(|r| r.blocking) && out.face.is_some() && out.reached;
+    out
+}
+
 /// Judges `frames` against `spec`; `threshold` is the face-match threshold.
 pub fn verify(spec: &ChallengeSpec, frames: &[(FrameInput, FrameAnalysis)], cfg: &LivenessConfig, threshold: f32) -> Verdict {
     let digests = frames.iter().enumerate().map(|(i, (f, a))| (i, f.step_index, a.sha256.clone())).collect();
@@ -180,105 +293,9 @@ pub fn verify(spec: &ChallengeSpec, frames: &[(FrameInput, FrameAnalysis)], cfg:
     let reference_embedding = reference_frame.and_then(|i| frames[i].1.embedding.clone());
 
     let mut steps = Vec::with_capacity(spec.steps.len());
-    for (s, &pose) in spec.steps.iter().enumerate() {
-        let target = spec.targets.get(s).copied().unwrap_or(cfg.turn_deg);
+    for s in 0..spec.steps.len() {
         let frame = if s == 0 { reference_frame } else { choose(s, reference.as_ref().map(|(_, p)| p)) };
-        let mut out = StepOutcome {
-            step_index: s,
-            pose,
-            passed: false,
-            frame_index: frame,
-            measured: None,
-            target,
-            reached_angle: 0.0,
-            reached: false,
-            face: None,
-            similarity: None,
-            sha256: frame.map(|i| frames[i].1.sha256.clone()).unwrap_or_default(),
-            reasons: Vec::new(),
-        };
-        let Some(fi) = frame else {
-            out.reasons.push(Reason::new(Code::StepMissing, format!("no frame answers step {s} ({pose:?})")));
-            steps.push(out);
-            continue;
-        };
-        let (input, a) = &frames[fi];
-        if let Some(why) = &a.corrupt {
-            out.reasons.push(Reason::new(Code::ImageCorrupt, format!("frame {fi}: {why}")).at(fi));
-            steps.push(out);
-            continue;
-        }
-        let Some(face) = a.faces.first() else {
-            out.reasons.push(Reason::new(Code::NoFace, format!("frame {fi}: no face found")).at(fi));
-            steps.push(out);
-            continue;
-        };
-        for other in &a.faces[1..] {
-            let ratio = other.quality.face_size_px / face.quality.face_size_px.max(1.0);
-            let r = Reason::new(Code::MultipleFaces, format!("frame {fi}: another face {:.0} % the size of the main one", ratio * 100.0))
-                .at(fi)
-                .values(f64::from(ratio), f64::from(cfg.other_face_ratio));
-            out.reasons.push(if ratio >= cfg.other_face_ratio { r } else { r.warning() });
-        }
-        if face.quality.face_size_px < cfg.min_face_size_px {
-            out.reasons.push(
-                Reason::new(
-                    Code::FaceTooSmall,
-                    format!("frame {fi}: face is {:.0} px, at least {:.0} px needed", face.quality.face_size_px, cfg.min_face_size_px),
-                )
-                .at(fi)
-                .values(f64::from(face.quality.face_size_px), f64::from(cfg.min_face_size_px)),
-            );
-        }
-        if face.quality.sharpness < cfg.min_sharpness {
-            out.reasons.push(
-                Reason::new(
-                    Code::FaceBlurred,
-                    format!("frame {fi}: face sharpness {:.1}, at least {:.1} needed", face.quality.sharpness, cfg.min_sharpness),
-                )
-                .at(fi)
-                .values(f64::from(face.quality.sharpness), f64::from(cfg.min_sharpness)),
-            );
-        }
-        if let Some(t) = input.capture_ms
-            && (t < spec.issued_ms - cfg.clock_skew_ms || t > spec.expires_ms + cfg.clock_skew_ms)
-        {
-            out.reasons.push(
-                Reason::new(Code::CaptureTimeInvalid, format!("frame {fi}: captured at {t} ms, outside the challenge's lifetime")).at(fi),
-            );
-        }
-        out.measured = Some(face.pose);
-        out.face = Some(face.clone());
-        let reference_pose = if s == 0 { None } else { reference.as_ref().map(|(_, p)| p) };
-        out.reached_angle = reached_angle(pose, &face.pose, reference_pose);
-        out.reached = if s == 0 { out.reached_angle <= target } else { reference_pose.is_some() && out.reached_angle >= target };
-        if !out.reached {
-            let msg = if s == 0 {
-                format!("frame {fi}: head turned {:.1} degrees, the frontal step allows at most {target:.0}", out.reached_angle)
-            } else if reference_pose.is_none() {
-                format!("frame {fi}: no frontal reference to measure the turn against")
-            } else {
-                format!("frame {fi}: {pose:?} reached {:.1} degrees, at least {target:.0} needed", out.reached_angle)
-            };
-            out.reasons.push(Reason::new(Code::PoseNotReached, msg).at(fi).values(f64::from(out.reached_angle), f64::from(target)));
-        }
-        if s > 0
-            && let (Some(e), Some(r)) = (&a.embedding, &reference_embedding)
-        {
-            let sim = cosine(e, r);
-            out.similarity = Some(sim);
-            if sim < threshold {
-                out.reasons.push(
-                    Reason::new(
-                        Code::FaceChanged,
-                        format!("frame {fi}: the face differs from the frontal frame's (similarity {sim:.3} < {threshold:.3})"),
-                    )
-                    .at(fi)
-                    .values(f64::from(sim), f64::from(threshold)),
-                );
-            }
-        }
-        steps.push(out);
+        steps.push(judge_step(spec, s, frame, frames, reference.as_ref().map(|(_, p)| p), reference_embedding.as_deref(), cfg, threshold));
     }
 
     // Replays: identical bytes or pixels anywhere; near-duplicates and mirror images among
@@ -335,9 +352,6 @@ pub fn verify(spec: &ChallengeSpec, frames: &[(FrameInput, FrameAnalysis)], cfg:
         ));
     }
 
-    for o in &mut steps {
-        o.passed = !o.reasons.iter().any(|r| r.blocking) && o.face.is_some() && o.reached;
-    }
     let hard = overall.iter().any(|r| r.blocking)
         || steps.iter().any(|o| o.reasons.iter().any(|r| matches!(r.code, Code::FaceChanged | Code::ReplayedFrame | Code::MirroredFrame)));
     let passed = !hard && steps.iter().all(|o| o.passed);

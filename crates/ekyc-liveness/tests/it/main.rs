@@ -1,5 +1,6 @@
 //! The liveness service over real gRPC with a real Redis and synthesised head turns.
 
+mod attestations;
 mod challenges;
 mod common;
 mod outages;
