@@ -1,7 +1,7 @@
 //! The service's one error enum and its mapping to gRPC statuses, in one place. Messages
 //! start with the reason code a client can act on, then the field and index.
 
-use ekyc_vision::{DecodeError, VisionError};
+use ekyc_vision::VisionError;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -28,16 +28,7 @@ impl FacematchError {
     /// The error for image `field` (e.g. `images[3]`) that could not be used.
     pub fn image(field: &str, e: VisionError) -> Self {
         match e {
-            VisionError::Decode(d) => {
-                let code = match d {
-                    DecodeError::Empty => "IMAGE_EMPTY",
-                    DecodeError::UnsupportedFormat(_) => "IMAGE_UNSUPPORTED_FORMAT",
-                    DecodeError::Truncated(_) | DecodeError::Corrupt(_) => "IMAGE_CORRUPT",
-                    DecodeError::TooLarge(_) => "IMAGE_TOO_LARGE",
-                    DecodeError::TooSmall { .. } => "IMAGE_TOO_SMALL",
-                };
-                FacematchError::InvalidArgument(format!("{code}: {field}: {d}"))
-            }
+            VisionError::Decode(d) => FacematchError::InvalidArgument(format!("{}: {field}: {d}", d.reason_code())),
             other => FacematchError::Internal(format!("{field}: {other}")),
         }
     }

@@ -51,6 +51,22 @@ pub struct Frame {
     pub mirrored: bool,
 }
 
+impl Frame {
+    /// What the verdict needs to know about the frame besides its pixels.
+    pub fn input(&self) -> FrameInput {
+        FrameInput { step_index: self.step_index, capture_ms: self.capture_ms }
+    }
+}
+
+/// The stored half of a challenge joined to the half its id carries, and its client
+/// reference.
+fn open_stored(parsed: &ChallengeId, stored: &[u8]) -> Result<(ChallengeSpec, Option<String>), LivenessError> {
+    let stored: Stored = serde_json::from_slice(stored).map_err(|e| LivenessError::Internal(format!("stored challenge: {e}")))?;
+    let spec =
+        ChallengeSpec { steps: parsed.steps.clone(), targets: stored.targets, issued_ms: parsed.issued_ms, expires_ms: parsed.expires_ms };
+    Ok((spec, stored.client_reference))
+}
+
 /// A verification's outcome and the challenge's client reference.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -174,16 +190,8 @@ impl Engine {
                 f.step_index
             )));
         }
-        probe_dimensions(&f.bytes, &self.vision.limits).map_err(|e| {
-            let code = match e {
-                ekyc_vision::DecodeError::Empty => "IMAGE_EMPTY",
-                ekyc_vision::DecodeError::UnsupportedFormat(_) => "IMAGE_UNSUPPORTED_FORMAT",
-                ekyc_vision::DecodeError::TooLarge(_) => "IMAGE_TOO_LARGE",
-                ekyc_vision::DecodeError::TooSmall { .. } => "IMAGE_TOO_SMALL",
-                _ => "IMAGE_CORRUPT",
-            };
-            LivenessError::InvalidArgument(format!("{code}: {field}.image: {e}"))
-        })?;
+        probe_dimensions(&f.bytes, &self.vision.limits)
+            .map_err(|e| LivenessError::InvalidArgument(format!("{}: {field}.image: {e}", e.reason_code())))?;
         Ok(())
     }
 
@@ -199,14 +207,8 @@ impl Engine {
         let Some(stored) = self.store.peek(&parsed.nonce).await? else {
             return Err(LivenessError::FailedPrecondition("ALREADY_USED: the challenge was already used".into()));
         };
-        let stored: Stored = serde_json::from_slice(&stored).map_err(|e| LivenessError::Internal(format!("stored challenge: {e}")))?;
-        let spec = ChallengeSpec {
-            steps: parsed.steps.clone(),
-            targets: stored.targets,
-            issued_ms: parsed.issued_ms,
-            expires_ms: parsed.expires_ms,
-        };
-        let input = FrameInput { step_index: frame.step_index, capture_ms: frame.capture_ms };
+        let (spec, _) = open_stored(&parsed, &stored)?;
+        let input = frame.input();
         let analysis = self.analyse(frame).await?;
         let attestation = attestation::encode(&self.key, &parsed.nonce, &input, &analysis);
         let embedding = analysis.embedding.clone();
@@ -260,14 +262,8 @@ impl Engine {
         let Some(stored) = self.store.take(&parsed.nonce).await? else {
             return rejected(Code::AlreadyUsed, "the challenge was already used");
         };
-        let stored: Stored = serde_json::from_slice(&stored).map_err(|e| LivenessError::Internal(format!("stored challenge: {e}")))?;
-        let spec = ChallengeSpec {
-            steps: parsed.steps.clone(),
-            targets: stored.targets,
-            issued_ms: parsed.issued_ms,
-            expires_ms: parsed.expires_ms,
-        };
-        let inputs: Vec<FrameInput> = frames.iter().map(|f| FrameInput { step_index: f.step_index, capture_ms: f.capture_ms }).collect();
+        let (spec, client_reference) = open_stored(&parsed, &stored)?;
+        let inputs: Vec<FrameInput> = frames.iter().map(Frame::input).collect();
         let analyses = join_all(frames.into_iter().map(|f| self.analyse(f))).await;
         let mut analysed = Vec::with_capacity(inputs.len() + attested.len());
         for (input, a) in inputs.into_iter().zip(analyses) {
@@ -276,7 +272,7 @@ impl Engine {
         analysed.extend(attested);
         let verdict = verify(&spec, &analysed, &self.cfg, self.vision.match_threshold);
         metrics::counter!("ekyc_liveness_verifications_total", "passed" => verdict.passed.to_string()).increment(1);
-        Ok(Outcome { verdict, client_reference: stored.client_reference, verified_ms: now_ms() })
+        Ok(Outcome { verdict, client_reference, verified_ms: now_ms() })
     }
 
     async fn analyse(&self, frame: Frame) -> Result<FrameAnalysis, LivenessError> {

@@ -20,6 +20,19 @@ pub enum DecodeError {
     TooSmall { width: u32, height: u32, min: u32 },
 }
 
+impl DecodeError {
+    /// The `ekyc.v1.ReasonCode` name services report for this error.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            DecodeError::Empty => "IMAGE_EMPTY",
+            DecodeError::UnsupportedFormat(_) => "IMAGE_UNSUPPORTED_FORMAT",
+            DecodeError::Truncated(_) | DecodeError::Corrupt(_) => "IMAGE_CORRUPT",
+            DecodeError::TooLarge(_) => "IMAGE_TOO_LARGE",
+            DecodeError::TooSmall { .. } => "IMAGE_TOO_SMALL",
+        }
+    }
+}
+
 /// Errors of the face pipeline.
 #[derive(Debug, Error)]
 pub enum VisionError {
