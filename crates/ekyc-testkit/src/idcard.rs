@@ -74,84 +74,13 @@ fn mix64(mut z: u64) -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------
-// Homography
+// Geometry (the homography lives in the vision core, shared with the document service)
 // ---------------------------------------------------------------------------------------
 
-/// A plane projective map `p -> (H [x y 1]^T)` dehomogenised, row-major 3x3.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Homography(pub [f64; 9]);
-
-impl Homography {
-    /// The map taking `src[i]` to `dst[i]` (four points, no three collinear), or `None` when
-    /// the points are degenerate.
-    pub fn from_points(src: &[Point; 4], dst: &[Point; 4]) -> Option<Homography> {
-        // Unknowns h0..h7 with h8 = 1; two equations per pair.
-        let mut a = [[0.0f64; 9]; 8];
-        for i in 0..4 {
-            let (x, y) = (src[i].x as f64, src[i].y as f64);
-            let (u, v) = (dst[i].x as f64, dst[i].y as f64);
-            a[2 * i] = [x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y, u];
-            a[2 * i + 1] = [0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y, v];
-        }
-        // Gaussian elimination with partial pivoting on the augmented 8x9 system.
-        for col in 0..8 {
-            let pivot = (col..8).max_by(|&r, &s| a[r][col].abs().total_cmp(&a[s][col].abs()))?;
-            if a[pivot][col].abs() < 1e-12 {
-                return None;
-            }
-            a.swap(col, pivot);
-            for r in 0..8 {
-                if r != col {
-                    let f = a[r][col] / a[col][col];
-                    for c in col..9 {
-                        a[r][c] -= f * a[col][c];
-                    }
-                }
-            }
-        }
-        let mut h = [0.0; 9];
-        for i in 0..8 {
-            h[i] = a[i][8] / a[i][i];
-        }
-        h[8] = 1.0;
-        Some(Homography(h))
-    }
-
-    pub fn apply(&self, p: Point) -> Point {
-        let h = &self.0;
-        let (x, y) = (p.x as f64, p.y as f64);
-        let w = h[6] * x + h[7] * y + h[8];
-        Point::new(((h[0] * x + h[1] * y + h[2]) / w) as f32, ((h[3] * x + h[4] * y + h[5]) / w) as f32)
-    }
-
-    pub fn inverse(&self) -> Option<Homography> {
-        let m = &self.0;
-        let c = [
-            m[4] * m[8] - m[5] * m[7],
-            m[2] * m[7] - m[1] * m[8],
-            m[1] * m[5] - m[2] * m[4],
-            m[5] * m[6] - m[3] * m[8],
-            m[0] * m[8] - m[2] * m[6],
-            m[2] * m[3] - m[0] * m[5],
-            m[3] * m[7] - m[4] * m[6],
-            m[1] * m[6] - m[0] * m[7],
-            m[0] * m[4] - m[1] * m[3],
-        ];
-        let det = m[0] * c[0] + m[1] * c[3] + m[2] * c[6];
-        if det.abs() < 1e-15 {
-            return None;
-        }
-        Some(Homography(c.map(|v| v / det)))
-    }
-
-    /// The images of a rectangle's corners: top-left, top-right, bottom-right, bottom-left.
-    pub fn quad(&self, r: &BBox) -> [Point; 4] {
-        rect_corners(r).map(|p| self.apply(p))
-    }
-}
+pub use ekyc_vision::geometry::Homography;
 
 fn rect_corners(r: &BBox) -> [Point; 4] {
-    [Point::new(r.x1, r.y1), Point::new(r.x2, r.y1), Point::new(r.x2, r.y2), Point::new(r.x1, r.y2)]
+    r.corners()
 }
 
 /// Whether `p` lies inside the convex quadrilateral `q` (either winding).

@@ -1,5 +1,5 @@
-//! Small geometry kit: points, boxes, 2-D affine maps, the Umeyama similarity fit used for
-//! face alignment, and Horn's weighted 3-D rotation fit used for head pose.
+//! Small geometry kit: points, boxes, 2-D affine and projective maps, the Umeyama similarity
+//! fit used for face alignment, and Horn's weighted 3-D rotation fit used for head pose.
 //!
 //! Image coordinates are continuous pixels after EXIF orientation: origin at the top-left
 //! corner of the top-left pixel, x to the right, y down; pixel (i, j) covers [i, i+1) x [j, j+1).
@@ -59,6 +59,10 @@ impl BBox {
         }
         let inside = BBox { x1: self.x1.max(0.0), y1: self.y1.max(0.0), x2: self.x2.min(w), y2: self.y2.min(h) };
         (1.0 - inside.area() / a).clamp(0.0, 1.0)
+    }
+    /// Corners: top-left, top-right, bottom-right, bottom-left (clockwise on screen).
+    pub fn corners(&self) -> [Point; 4] {
+        [Point::new(self.x1, self.y1), Point::new(self.x2, self.y1), Point::new(self.x2, self.y2), Point::new(self.x1, self.y2)]
     }
     /// The smallest box holding all points.
     pub fn around(points: impl IntoIterator<Item = Point>) -> BBox {
@@ -125,6 +129,92 @@ impl Affine {
     /// Linear scale factor of the map (square root of the absolute determinant).
     pub fn scale(&self) -> f64 {
         self.det().abs().sqrt()
+    }
+}
+
+/// A plane projective map `p -> (H [x y 1]^T)` dehomogenised, row-major 3x3: how a flat
+/// document seen at an angle maps onto the photo, and back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Homography(pub [f64; 9]);
+
+impl Homography {
+    /// The map taking `src[i]` to `dst[i]` (four points, no three collinear), or `None` when
+    /// the points are degenerate.
+    pub fn from_points(src: &[Point; 4], dst: &[Point; 4]) -> Option<Homography> {
+        // Unknowns h0..h7 with h8 = 1; two equations per pair.
+        let mut a = [[0.0f64; 9]; 8];
+        for i in 0..4 {
+            let (x, y) = (f64::from(src[i].x), f64::from(src[i].y));
+            let (u, v) = (f64::from(dst[i].x), f64::from(dst[i].y));
+            a[2 * i] = [x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y, u];
+            a[2 * i + 1] = [0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y, v];
+        }
+        // Gaussian elimination with partial pivoting on the augmented 8x9 system.
+        for col in 0..8 {
+            let pivot = (col..8).max_by(|&r, &s| a[r][col].abs().total_cmp(&a[s][col].abs()))?;
+            if a[pivot][col].abs() < 1e-12 {
+                return None;
+            }
+            a.swap(col, pivot);
+            for r in 0..8 {
+                if r != col {
+                    let f = a[r][col] / a[col][col];
+                    for c in col..9 {
+                        a[r][c] -= f * a[col][c];
+                    }
+                }
+            }
+        }
+        let mut h = [0.0; 9];
+        for i in 0..8 {
+            h[i] = a[i][8] / a[i][i];
+        }
+        h[8] = 1.0;
+        h.iter().all(|v| v.is_finite()).then_some(Homography(h))
+    }
+
+    pub fn apply(&self, p: Point) -> Point {
+        let h = &self.0;
+        let (x, y) = (f64::from(p.x), f64::from(p.y));
+        let w = h[6] * x + h[7] * y + h[8];
+        Point::new(((h[0] * x + h[1] * y + h[2]) / w) as f32, ((h[3] * x + h[4] * y + h[5]) / w) as f32)
+    }
+
+    pub fn inverse(&self) -> Option<Homography> {
+        let m = &self.0;
+        let c = [
+            m[4] * m[8] - m[5] * m[7],
+            m[2] * m[7] - m[1] * m[8],
+            m[1] * m[5] - m[2] * m[4],
+            m[5] * m[6] - m[3] * m[8],
+            m[0] * m[8] - m[2] * m[6],
+            m[2] * m[3] - m[0] * m[5],
+            m[3] * m[7] - m[4] * m[6],
+            m[1] * m[6] - m[0] * m[7],
+            m[0] * m[4] - m[1] * m[3],
+        ];
+        let det = m[0] * c[0] + m[1] * c[3] + m[2] * c[6];
+        if det.abs() < 1e-15 || !det.is_finite() {
+            return None;
+        }
+        Some(Homography(c.map(|v| v / det)))
+    }
+
+    /// `self` after `first`: `(self ∘ first)(p) = self(first(p))`.
+    pub fn compose(&self, first: &Homography) -> Homography {
+        let (a, b) = (&self.0, &first.0);
+        let mut r = [0.0; 9];
+        for i in 0..3 {
+            for j in 0..3 {
+                r[i * 3 + j] = (0..3).map(|k| a[i * 3 + k] * b[k * 3 + j]).sum();
+            }
+        }
+        Homography(r)
+    }
+
+    /// The images of a rectangle's corners: top-left, top-right, bottom-right, bottom-left.
+    pub fn quad(&self, r: &BBox) -> [Point; 4] {
+        r.corners().map(|p| self.apply(p))
     }
 }
 
@@ -304,6 +394,21 @@ mod tests {
         let inv = fit.inverse().expect("invertible");
         let p = inv.apply(fit.apply(Point::new(3.0, 4.0)));
         assert!((p.x - 3.0).abs() < 1e-4 && (p.y - 4.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn homography_maps_four_points_and_inverts() {
+        let src = [Point::new(0.0, 0.0), Point::new(100.0, 0.0), Point::new(100.0, 60.0), Point::new(0.0, 60.0)];
+        let dst = [Point::new(12.0, 30.0), Point::new(140.0, 22.0), Point::new(150.0, 110.0), Point::new(5.0, 95.0)];
+        let h = Homography::from_points(&src, &dst).expect("non-degenerate");
+        for (s, d) in src.iter().zip(&dst) {
+            assert!(h.apply(*s).dist(*d) < 1e-3);
+        }
+        let back = h.inverse().expect("invertible").compose(&h);
+        let p = back.apply(Point::new(37.0, 21.0));
+        assert!(p.dist(Point::new(37.0, 21.0)) < 1e-3, "{p:?}");
+        let degenerate = [Point::new(0.0, 0.0), Point::new(1.0, 1.0), Point::new(2.0, 2.0), Point::new(3.0, 3.0)];
+        assert!(Homography::from_points(&src, &degenerate).is_none_or(|h| h.inverse().is_none()));
     }
 
     #[test]
