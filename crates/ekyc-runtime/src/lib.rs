@@ -1,5 +1,6 @@
-//! Shared runtime of the ekyc services: the one layered settings struct, logging, and the
-//! gRPC serving scaffold (health, reflection, message limits, graceful shutdown) that every
+//! Shared runtime of the ekyc services: the one layered settings struct, logging and
+//! tracing, trace-context propagation across the services, and the gRPC serving scaffold
+//! (health, reflection, message limits, graceful shutdown, a span per RPC) that every
 //! service uses the same way.
 
 pub mod admission;
@@ -7,5 +8,8 @@ pub mod convert;
 pub mod serve;
 pub mod settings;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod trace;
 
 pub use settings::{LogSettings, ServerSettings, ServiceKind, SettingsError, load_layered};

@@ -1,6 +1,7 @@
 //! The serving scaffold every service uses: standard gRPC health (the empty name is SERVING
 //! while the process runs; the service's own name stays NOT_SERVING until it is ready),
-//! reflection, and graceful shutdown on a signal or a future.
+//! reflection, a trace span per RPC that continues the caller's trace ([`crate::trace`]),
+//! and graceful shutdown on a signal or a future.
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -13,6 +14,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::settings::ServiceKind;
+use crate::trace::ServerTraceLayer;
 
 /// Health and reflection for `kind`, ready to serve; the caller adds its own service to
 /// `routes` and flips readiness through the returned reporter.
@@ -31,10 +33,21 @@ pub async fn scaffold(kind: ServiceKind) -> Result<(RoutesBuilder, HealthReporte
     Ok((routes, reporter))
 }
 
-/// Serves `routes` on `listener` until `shutdown` completes.
+/// Serves `routes` on `listener` until `shutdown` completes, each RPC in a span that
+/// continues the caller's trace.
 pub async fn run(listener: TcpListener, routes: RoutesBuilder, shutdown: impl Future<Output = ()>) -> Result<(), tonic::transport::Error> {
+    serve_traced(ServerTraceLayer::new(), listener, routes, shutdown).await
+}
+
+async fn serve_traced(
+    trace: ServerTraceLayer,
+    listener: TcpListener,
+    routes: RoutesBuilder,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
     Server::builder()
         .tcp_nodelay(true)
+        .layer(trace)
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
@@ -76,7 +89,7 @@ pub enum ServeError {
 pub async fn serve_health_only(kind: ServiceKind, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
     let (routes, _health) = scaffold(kind).await?;
     tracing::info!(service = kind.name(), addr = ?listener.local_addr().ok(), "serving health and reflection only");
-    run(listener, routes, shutdown).await?;
+    serve_traced(ServerTraceLayer::for_service(kind), listener, routes, shutdown).await?;
     Ok(())
 }
 
@@ -141,7 +154,7 @@ where
     };
     routes.add_service(crate::admission::Admission::new(api, max_in_flight));
     tracing::info!(service = kind.name(), addr = ?listener.local_addr().ok(), "listening");
-    let result = run(listener, routes, shutdown).await;
+    let result = serve_traced(ServerTraceLayer::for_service(kind), listener, routes, shutdown).await;
     if let Some(l) = loader {
         l.abort();
     }

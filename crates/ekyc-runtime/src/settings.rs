@@ -117,19 +117,48 @@ impl ServerSettings {
     }
 }
 
-/// Logging.
+/// Logging and tracing (`[log]`); [`crate::telemetry`] describes what each does.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
-    /// `tracing` filter directive, e.g. `info` or `ekyc=debug,info`.
+    /// `tracing` filter directive for log lines, e.g. `info` or `ekyc=debug,info`;
+    /// `RUST_LOG` overrides it.
     pub filter: String,
     /// One JSON object per line instead of text.
     pub json: bool,
+    /// `tracing` filter directive for the spans that make up traces, apart from the log
+    /// filter so that quiet logs still give whole traces. A span it leaves out does not carry
+    /// trace context, so `off` also stops propagation.
+    pub trace_filter: String,
+    /// OTLP/gRPC endpoint of a collector (`http://host:4317`) that receives the finished
+    /// spans. Unset: spans are still made and trace context still flows between the
+    /// services, but nothing leaves the process.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { filter: "info".into(), json: false }
+        Self { filter: "info".into(), json: false, trace_filter: "info".into(), otlp_endpoint: None }
+    }
+}
+
+impl LogSettings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        for (name, directive) in [("log.filter", &self.filter), ("log.trace_filter", &self.trace_filter)] {
+            tracing_subscriber::EnvFilter::builder()
+                .parse(directive)
+                .map_err(|e| SettingsError::Invalid(format!("{name} `{directive}`: {e}")))?;
+        }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            let uri: http::Uri = endpoint.parse().map_err(|e| SettingsError::Invalid(format!("log.otlp_endpoint `{endpoint}`: {e}")))?;
+            // The exporter is built without TLS: plain gRPC to a collector beside the service.
+            if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                return Err(SettingsError::Invalid(format!(
+                    "log.otlp_endpoint `{endpoint}`: expected http://HOST:PORT (OTLP over gRPC, no TLS)"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -184,5 +213,19 @@ mod tests {
         std::fs::write(&file, "[server]\nno_such_key = 1\n").expect("write");
         assert!(load_layered::<Demo>(Some(&file)).is_err(), "unknown keys are refused");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn log_settings_are_validated() {
+        LogSettings::default().validate().expect("the defaults are valid");
+        let with = |f: fn(&mut LogSettings)| {
+            let mut s = LogSettings::default();
+            f(&mut s);
+            s.validate()
+        };
+        with(|s| s.otlp_endpoint = Some("http://otel-collector:4317".into())).expect("a plain gRPC collector");
+        assert!(with(|s| s.otlp_endpoint = Some("https://otel-collector:4317".into())).is_err(), "no TLS");
+        assert!(with(|s| s.otlp_endpoint = Some("otel-collector:4317".into())).is_err(), "needs a scheme");
+        assert!(with(|s| s.trace_filter = "info,[".into()).is_err());
     }
 }

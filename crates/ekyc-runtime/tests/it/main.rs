@@ -1,0 +1,3 @@
+//! Integration tests of the runtime: real servers on loopback, real clients.
+
+mod trace;
