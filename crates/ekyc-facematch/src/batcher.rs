@@ -20,6 +20,8 @@ struct Job {
     crop: FloatImage,
     enqueued: Instant,
     reply: oneshot::Sender<Result<Embedded, String>>,
+    /// The submitter's span: the embedding shows in the submitter's trace.
+    span: tracing::Span,
 }
 
 /// An embedding and what it cost.
@@ -72,7 +74,7 @@ impl Batcher {
     /// queue is full.
     pub fn submit(&self, crop: FloatImage) -> Result<oneshot::Receiver<Result<Embedded, String>>, FacematchError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.try_send(Job { crop, enqueued: Instant::now(), reply }).map_err(|e| match e {
+        self.tx.try_send(Job { crop, enqueued: Instant::now(), reply, span: tracing::Span::current() }).map_err(|e| match e {
             TrySendError::Full(_) => FacematchError::Busy("the embedding queue is full; retry after a short backoff".into()),
             TrySendError::Disconnected(_) => FacematchError::Unavailable("the embedder has shut down".into()),
         })?;
@@ -117,10 +119,17 @@ fn run(embedder: &Embedder, rx: &Mutex<Receiver<Job>>, stats: &BatchStats, max_b
             continue;
         }
         let started = Instant::now();
+        let n = batch.len();
+        // One span per crop, in its submitter's trace, covering the model run it shared;
+        // ended (like the submitter's span let go) before the reply.
+        let spans: Vec<tracing::Span> = batch
+            .iter_mut()
+            .map(|j| tracing::info_span!(parent: &std::mem::replace(&mut j.span, tracing::Span::none()), "facematch.embed", batch_size = n))
+            .collect();
         let crops: Vec<FloatImage> = batch.iter_mut().map(|j| std::mem::replace(&mut j.crop, FloatImage::zeros(0, 0))).collect();
         let result = embedder.embed(&crops);
         let inference = started.elapsed();
-        let n = batch.len();
+        drop(spans);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.crops.fetch_add(n as u64, Ordering::Relaxed);
         metrics::histogram!("ekyc_facematch_batch_size").record(n as f64);

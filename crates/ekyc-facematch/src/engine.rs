@@ -152,6 +152,7 @@ impl Engine {
         let prepared = self
             .workers
             .run(move |p: &mut FacePipeline| {
+                let _span = tracing::info_span!("facematch.prepare", bytes = bytes.len()).entered();
                 let started = Instant::now();
                 let sha256 = hex::encode(Sha256::digest(&bytes));
                 let (img, meta) = p.decode_with_meta(&bytes)?;

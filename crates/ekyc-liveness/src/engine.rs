@@ -279,6 +279,7 @@ impl Engine {
         let counter = Arc::clone(&self.frames_analysed);
         self.workers
             .run(move |p: &mut FacePipeline| {
+                let _span = tracing::info_span!("liveness.analyse_frame", bytes = frame.bytes.len()).entered();
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 analyse_frame(p, &frame)
             })

@@ -81,12 +81,18 @@ impl<S: Send + 'static> InferencePool<S> {
     {
         let (reply, rx) = tokio::sync::oneshot::channel::<Result<T, PoolError>>();
         let skipped = Arc::clone(&self.skipped);
+        // The caller's span goes with the job, so spans made by the work nest below the
+        // caller's and the work shows in its trace.
+        let span = tracing::Span::current();
         let job: Job<S> = Box::new(move |state: &mut S| {
             if reply.is_closed() {
                 skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
-            let result = catch_unwind(AssertUnwindSafe(|| f(state))).map_err(|_| PoolError::Panicked);
+            let result = span.in_scope(|| catch_unwind(AssertUnwindSafe(|| f(state)))).map_err(|_| PoolError::Panicked);
+            // Let go of the span before replying: the caller may end it as soon as it has
+            // the result.
+            drop(span);
             let _ = reply.send(result);
         });
         self.tx.try_send(job).map_err(|e| match e {
