@@ -33,6 +33,7 @@ impl Settings {
 
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.server.validate()?;
+        self.log.validate()?;
         self.vision.validate().map_err(|e| SettingsError::Invalid(format!("vision: {e}")))?;
         self.facematch.validate().map_err(|e| SettingsError::Invalid(format!("facematch: {e}")))?;
         self.liveness.validate().map_err(|e| SettingsError::Invalid(format!("liveness: {e}")))?;
@@ -88,6 +89,7 @@ mod tests {
         let s = Settings::load(Some(&f)).expect("the README's settings load");
         assert_eq!(s.vision, VisionConfig::default(), "the README shows the defaults");
         assert_eq!(s.server, ServerSettings::default());
+        assert_eq!(s.log, LogSettings::default());
         assert_eq!(s.facematch, FacematchConfig::default());
         assert_eq!(s.liveness, LivenessConfig::default());
     }
