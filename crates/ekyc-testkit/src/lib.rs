@@ -6,4 +6,5 @@ pub mod bad_images;
 pub mod dataset;
 pub mod headturn;
 pub mod idcard;
+pub mod pki;
 pub mod redis_server;
