@@ -1,18 +1,53 @@
-//! The `orchestrator` gRPC service: Drives a verification session, calls the other services and fuses their evidence into a decision.
+//! The `orchestrator` gRPC service, what chat bots and web front ends talk to. It runs a
+//! verification session under a named policy: issues the liveness challenge and a nonce,
+//! sends each image to the service that measures it (liveness, document, facematch) and
+//! keeps only what comes back (scores, digests, attestations, sealed embeddings), then fuses
+//! the evidence into an assurance score, a decision (accept / review / reject) with reason
+//! codes, and a signed evidence record.
 //!
-//! For now a skeleton: it serves standard gRPC health and reflection, with its own service
-//! name reported NOT_SERVING because the API is not implemented yet.
+//! - [`config`] and [`policy`]: settings and policies; [`keys`]: the secrets.
+//! - [`decide`]: the decision as a pure function; [`record`]: the evidence payload.
+//! - [`session`], [`store`], [`seal`]: what a session keeps, where, and encrypted how.
+//! - [`clients`]: the backends, with deadlines, retries and limits.
+//! - [`engine`]: the plain-Rust core; [`service`]: the thin gRPC adapter; [`error`]: the
+//!   one error enum and its statuses.
+
+pub mod clients;
+pub mod config;
+pub mod decide;
+pub mod engine;
+pub mod error;
+pub mod keys;
+pub mod policy;
+pub mod record;
+pub mod seal;
+pub mod service;
+pub mod session;
+pub mod store;
 
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 
+use ekyc_proto::v1::orchestrator_server::OrchestratorServer;
 use ekyc_runtime::ServiceKind;
-use ekyc_runtime::serve::{ServeError, serve_health_only};
+use ekyc_runtime::serve::{Engine as ServeEngine, serve_api};
 use tokio::net::TcpListener;
+
+pub use config::OrchestratorConfig;
+pub use engine::Engine;
+pub use error::OrchestratorError;
+pub use keys::Keys;
 
 /// Which service this crate serves.
 pub const KIND: ServiceKind = ServiceKind::Orchestrator;
 
-/// Serves on `listener` until `shutdown` completes.
-pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
-    serve_health_only(KIND, listener, shutdown).await
+/// Serves `engine` on `listener` until `shutdown` completes.
+pub async fn serve(engine: Arc<Engine>, max_message_bytes: usize, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), OrchestratorError> {
+    let cell = Arc::new(OnceLock::new());
+    let api = OrchestratorServer::new(service::OrchestratorService::new(Arc::clone(&cell)))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+    let max_in_flight = engine.config().max_in_flight;
+    serve_api(KIND, cell, ServeEngine::<Engine, fn() -> Result<Engine, OrchestratorError>>::Ready(engine), api, max_in_flight, listener, shutdown).await?;
+    Ok(())
 }

@@ -1,0 +1,138 @@
+//! Settings of the orchestrator (`[orchestrator]` in the layered settings): where the three
+//! backends are and how to call them, where sessions live, the keys, the trust anchors for
+//! signature evidence, and the policies.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use ekyc_signature::TrustConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::PolicyConfig;
+
+/// How to call one backend service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendConfig {
+    /// gRPC endpoint, e.g. `http://liveness:50052`.
+    pub endpoint: String,
+    /// Deadline of one call including retries and waiting for a concurrency slot, in ms.
+    pub timeout_ms: u64,
+    /// TCP connect timeout, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Calls in flight to this backend from this replica; more wait (within the deadline).
+    pub max_concurrency: usize,
+    /// Extra attempts of idempotent calls that failed UNAVAILABLE or RESOURCE_EXHAUSTED.
+    pub retries: u32,
+}
+
+impl BackendConfig {
+    fn local(port: u16) -> Self {
+        Self { endpoint: format!("http://127.0.0.1:{port}"), timeout_ms: 10_000, connect_timeout_ms: 1_000, max_concurrency: 16, retries: 2 }
+    }
+}
+
+/// The three backends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Backends {
+    pub liveness: BackendConfig,
+    pub document: BackendConfig,
+    pub facematch: BackendConfig,
+}
+
+impl Default for Backends {
+    fn default() -> Self {
+        Self { liveness: BackendConfig::local(50052), document: BackendConfig::local(50053), facematch: BackendConfig::local(50054) }
+    }
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self::local(0)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrchestratorConfig {
+    pub backends: Backends,
+    /// Redis holding the sessions (`redis://host:6379/0`); unset keeps them in this process
+    /// (one machine only).
+    pub redis_url: Option<String>,
+    /// Timeout of one Redis command, in milliseconds.
+    pub redis_timeout_ms: u64,
+    /// Key encrypting the embeddings a session keeps (AES-256-GCM), 32 bytes hex; or a file
+    /// holding it. Unset: read from (or created in) `keys_dir`.
+    pub session_key: Option<String>,
+    pub session_key_file: Option<PathBuf>,
+    /// Ed25519 key signing the evidence records (PKCS#8 PEM file). Unset: read from (or
+    /// created in) `keys_dir`.
+    pub evidence_key_file: Option<PathBuf>,
+    /// Folder for keys generated at first start (one machine). Replicas of a cluster must
+    /// share their keys: configure them explicitly there.
+    pub keys_dir: PathBuf,
+    /// Issuer named in evidence records (`iss`).
+    pub issuer: String,
+    /// How long an ended session (finished, expired, cancelled) stays readable after it
+    /// expires, in seconds, so that clients can fetch the result; then it is purged.
+    pub retain_after_expiry_s: u64,
+    /// Frames accepted per challenge step in one session.
+    pub max_frames_per_step: u32,
+    /// Calls in flight (admission limit).
+    pub max_in_flight: usize,
+    /// Policy used when a session names none.
+    pub default_policy: String,
+    /// The policies offered, by name.
+    pub policies: BTreeMap<String, PolicyConfig>,
+    /// Trust anchors and revocation lists for signature evidence.
+    pub signature: TrustConfig,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        Self {
+            backends: Backends::default(),
+            redis_url: None,
+            redis_timeout_ms: 1000,
+            session_key: None,
+            session_key_file: None,
+            evidence_key_file: None,
+            keys_dir: PathBuf::from(ekyc_evidence::DEFAULT_KEYS_DIR),
+            issuer: "ekyc".into(),
+            retain_after_expiry_s: 600,
+            max_frames_per_step: 5,
+            max_in_flight: 64,
+            default_policy: "low-risk".into(),
+            policies: crate::policy::builtin(),
+            signature: TrustConfig::default(),
+        }
+    }
+}
+
+impl OrchestratorConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.policies.contains_key(&self.default_policy) {
+            return Err(format!("default_policy {:?} is not among the policies", self.default_policy));
+        }
+        for (name, p) in &self.policies {
+            if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+                return Err(format!("policy name {name:?}: 1 to 64 characters of A-Z a-z 0-9 - _ ."));
+            }
+            p.validate().map_err(|e| format!("policies.{name}: {e}"))?;
+        }
+        for (name, b) in [("liveness", &self.backends.liveness), ("document", &self.backends.document), ("facematch", &self.backends.facematch)] {
+            if !(b.endpoint.starts_with("http://") || b.endpoint.starts_with("https://")) {
+                return Err(format!("backends.{name}.endpoint must start with http:// or https://"));
+            }
+            if b.timeout_ms == 0 || b.max_concurrency == 0 || b.connect_timeout_ms == 0 {
+                return Err(format!("backends.{name}: timeout_ms, connect_timeout_ms and max_concurrency must be at least 1"));
+            }
+        }
+        if self.max_frames_per_step == 0 || self.max_in_flight == 0 {
+            return Err("max_frames_per_step and max_in_flight must be at least 1".into());
+        }
+        self.signature.validate().map_err(|e| format!("signature: {e}"))?;
+        Ok(())
+    }
+}

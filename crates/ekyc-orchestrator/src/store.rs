@@ -1,0 +1,241 @@
+//! Where sessions live between calls: Redis in a cluster, this process on one machine.
+//! Records are opaque bytes with a revision; `replace` is compare-and-set on the revision,
+//! so two replicas (or two calls) updating one session never lose each other's evidence.
+//! Records are purged by the store itself at the time given with each write.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The session store.
+#[derive(Debug)]
+pub enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+/// A stored record and its revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub rev: u64,
+    pub data: Vec<u8>,
+}
+
+impl Store {
+    pub fn memory() -> Store {
+        Store::Memory(MemoryStore::default())
+    }
+
+    pub fn redis(url: &str, timeout: Duration) -> Result<Store, StoreError> {
+        RedisStore::new(url, timeout).map(Store::Redis)
+    }
+
+    /// Stores a new record with revision 1; false when the id exists.
+    pub async fn create(&self, id: &str, data: &[u8], purge_at_ms: i64) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => m.create(id, data, purge_at_ms),
+            Store::Redis(r) => r.create(id, data, purge_at_ms).await,
+        }
+    }
+
+    pub async fn load(&self, id: &str) -> Result<Option<Stored>, StoreError> {
+        match self {
+            Store::Memory(m) => m.load(id),
+            Store::Redis(r) => r.load(id).await,
+        }
+    }
+
+    /// Replaces the record if its revision is still `rev` (then it becomes `rev + 1`);
+    /// false when someone else changed or purged it meanwhile.
+    pub async fn replace(&self, id: &str, rev: u64, data: &[u8], purge_at_ms: i64) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => m.replace(id, rev, data, purge_at_ms),
+            Store::Redis(r) => r.replace(id, rev, data, purge_at_ms).await,
+        }
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => m.delete(id),
+            Store::Redis(r) => r.delete(id).await,
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Records by id, each with its purge time (unix ms).
+type Records = HashMap<String, (Stored, i64)>;
+
+/// In-process store for a single machine.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    map: Mutex<Records>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Records>, StoreError> {
+        self.map.lock().map_err(|_| StoreError::Unavailable("in-process store poisoned".into()))
+    }
+
+    fn create(&self, id: &str, data: &[u8], purge_at_ms: i64) -> Result<bool, StoreError> {
+        let mut map = self.lock()?;
+        let now = now_ms();
+        map.retain(|_, (_, purge)| *purge > now);
+        if map.contains_key(id) {
+            return Ok(false);
+        }
+        map.insert(id.to_string(), (Stored { rev: 1, data: data.to_vec() }, purge_at_ms));
+        Ok(true)
+    }
+
+    fn load(&self, id: &str) -> Result<Option<Stored>, StoreError> {
+        let map = self.lock()?;
+        Ok(map.get(id).filter(|(_, purge)| *purge > now_ms()).map(|(s, _)| s.clone()))
+    }
+
+    fn replace(&self, id: &str, rev: u64, data: &[u8], purge_at_ms: i64) -> Result<bool, StoreError> {
+        let mut map = self.lock()?;
+        match map.get_mut(id) {
+            Some((s, purge)) if s.rev == rev && *purge > now_ms() => {
+                *s = Stored { rev: rev + 1, data: data.to_vec() };
+                *purge = purge_at_ms;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.lock()?.remove(id);
+        Ok(())
+    }
+}
+
+/// Redis store: a hash `{rev, data}` per session with `PEXPIREAT`, created and replaced by
+/// small Lua scripts (atomic on the server), each command bounded by a timeout. The
+/// connection is made on first use and remade after failures.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    url: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("url", &self.url).finish()
+    }
+}
+
+const CREATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'rev', '1', 'data', ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1";
+
+const REPLACE: &str = r"
+if redis.call('HGET', KEYS[1], 'rev') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'rev', ARGV[2], 'data', ARGV[3])
+redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+return 1";
+
+impl RedisStore {
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| StoreError::Unavailable(format!("redis url `{url}`: {e}")))?;
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let conn =
+            ConnectionManager::new_lazy_with_config(client, cfg).map_err(|e| StoreError::Unavailable(format!("redis {url}: {e}")))?;
+        Ok(Self { conn, url: url.to_string(), timeout })
+    }
+
+    fn key(id: &str) -> String {
+        format!("ekyc:orchestrator:session:{id}")
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(StoreError::Unavailable(format!("redis at {}: {e}", self.url))),
+            Err(_) => Err(StoreError::Unavailable(format!("redis at {} did not answer within {} ms", self.url, self.timeout.as_millis()))),
+        }
+    }
+
+    async fn create(&self, id: &str, data: &[u8], purge_at_ms: i64) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(CREATE).arg(1).arg(Self::key(id)).arg(data).arg(purge_at_ms);
+        Ok(self.run::<i64>(cmd).await? == 1)
+    }
+
+    async fn load(&self, id: &str) -> Result<Option<Stored>, StoreError> {
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(Self::key(id)).arg("rev").arg("data");
+        let (rev, data): (Option<u64>, Option<Vec<u8>>) = self.run(cmd).await?;
+        Ok(rev.zip(data).map(|(rev, data)| Stored { rev, data }))
+    }
+
+    async fn replace(&self, id: &str, rev: u64, data: &[u8], purge_at_ms: i64) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(REPLACE).arg(1).arg(Self::key(id)).arg(rev.to_string()).arg((rev + 1).to_string()).arg(data).arg(purge_at_ms);
+        Ok(self.run::<i64>(cmd).await? == 1)
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(Self::key(id));
+        self.run::<i64>(cmd).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn exercise(store: &Store) {
+        let far = now_ms() + 60_000;
+        assert!(store.create("s1", b"one", far).await.expect("create"));
+        assert!(!store.create("s1", b"other", far).await.expect("create"), "ids are unique");
+        let s = store.load("s1").await.expect("load").expect("present");
+        assert_eq!((s.rev, s.data.as_slice()), (1, b"one".as_slice()));
+        assert!(store.replace("s1", 1, b"two", far).await.expect("cas"));
+        assert!(!store.replace("s1", 1, b"lost update", far).await.expect("cas"), "a stale revision loses");
+        assert_eq!(store.load("s1").await.expect("load").expect("present").data, b"two");
+        // A record whose purge time has passed is gone.
+        assert!(store.create("s2", b"x", now_ms() + 50).await.expect("create"));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(store.load("s2").await.expect("load"), None);
+        store.delete("s1").await.expect("delete");
+        assert_eq!(store.load("s1").await.expect("load"), None);
+        assert!(!store.replace("s1", 2, b"x", far).await.expect("cas"), "nothing to replace");
+    }
+
+    #[tokio::test]
+    async fn memory_store() {
+        exercise(&Store::memory()).await;
+    }
+
+    #[tokio::test]
+    async fn redis_store() {
+        let mut redis = ekyc_testkit::redis_server::RedisServer::start();
+        let store = Store::redis(&redis.url(), Duration::from_secs(2)).expect("client");
+        exercise(&store).await;
+        redis.stop();
+        let err = store.load("s1").await.expect_err("redis is gone");
+        assert!(matches!(err, StoreError::Unavailable(_)));
+    }
+}
