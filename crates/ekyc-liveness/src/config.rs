@@ -19,7 +19,8 @@ pub struct LivenessConfig {
     /// replicas cannot verify each other's challenges.
     pub hmac_key: Option<String>,
     pub hmac_key_file: Option<PathBuf>,
-    /// Lifetime of a challenge, in seconds.
+    /// Lifetime of a challenge, in seconds: long enough for a chat user sending one photo per
+    /// message, minutes apart; single use and the frame checks guard against replays.
     pub ttl_s: u64,
     /// Steps per challenge including the frontal first step (2..=5), when the caller does
     /// not ask for a number.
@@ -60,7 +61,7 @@ impl Default for LivenessConfig {
             redis_timeout_ms: 1000,
             hmac_key: None,
             hmac_key_file: None,
-            ttl_s: 120,
+            ttl_s: 600,
             default_steps: 3,
             poses: vec![Pose::TurnLeft, Pose::TurnRight, Pose::LookUp, Pose::LookDown],
             turn_deg: 15.0,

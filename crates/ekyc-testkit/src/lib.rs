@@ -4,6 +4,7 @@
 
 pub mod bad_images;
 pub mod dataset;
+pub mod frames;
 pub mod headturn;
 pub mod idcard;
 pub mod pki;

@@ -1,16 +1,13 @@
 //! A liveness server backed by a real redis-server, and frames synthesised from the
 //! development photos.
 
-use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use ekyc_liveness::{Engine, LivenessConfig};
 use ekyc_proto::v1 as pb;
 use ekyc_proto::v1::liveness_client::LivenessClient;
-use ekyc_testkit::dataset::photo;
-use ekyc_testkit::headturn::{TurnableFace, encode_jpeg};
 use ekyc_testkit::redis_server::RedisServer;
-use ekyc_vision::{FacePipeline, VisionConfig};
+use ekyc_vision::VisionConfig;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
@@ -63,59 +60,7 @@ impl Server {
     }
 }
 
-fn library() -> &'static FacePipeline {
-    static P: OnceLock<FacePipeline> = OnceLock::new();
-    P.get_or_init(|| FacePipeline::new(VisionConfig::default()).expect("models load"))
-}
-
-/// JPEG frames of `file`'s face turned by each `(yaw, pitch)`, cached across tests.
-pub fn turned(file: &str, yaw: f32, pitch: f32) -> Vec<u8> {
-    type FrameCache = std::sync::Mutex<HashMap<(String, i32, i32), Vec<u8>>>;
-    static CACHE: OnceLock<FrameCache> = OnceLock::new();
-    static FACES: OnceLock<std::sync::Mutex<HashMap<String, Arc<TurnableFace>>>> = OnceLock::new();
-    let key = (file.to_string(), (yaw * 10.0) as i32, (pitch * 10.0) as i32);
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(b) = cache.lock().expect("cache").get(&key) {
-        return b.clone();
-    }
-    let face = {
-        let mut faces = FACES.get_or_init(Default::default).lock().expect("faces");
-        Arc::clone(
-            faces
-                .entry(file.to_string())
-                .or_insert_with(|| Arc::new(TurnableFace::from_bytes(library(), &photo(file).bytes()).expect("a turnable face"))),
-        )
-    };
-    let bytes = encode_jpeg(&face.turned(yaw, pitch), 92).expect("jpeg");
-    cache.lock().expect("cache").insert(key, bytes.clone());
-    bytes
-}
-
-/// The turn that answers `pose` for a person, by `angle` degrees.
-pub fn answer(file: &str, pose: pb::PoseStep, angle: f32) -> Vec<u8> {
-    match pose {
-        pb::PoseStep::Frontal => turned(file, 0.0, 0.0),
-        pb::PoseStep::TurnLeft => turned(file, angle, 0.0),
-        pb::PoseStep::TurnRight => turned(file, -angle, 0.0),
-        pb::PoseStep::LookUp => turned(file, 0.0, angle),
-        pb::PoseStep::LookDown => turned(file, 0.0, -angle),
-        pb::PoseStep::Unspecified => panic!("unspecified pose"),
-    }
-}
-
-pub fn frame(bytes: Vec<u8>, step: usize) -> pb::Frame {
-    pb::Frame {
-        image: Some(pb::Image { data: bytes, content_type: None }),
-        step_index: step as u32,
-        client_capture_unix_ms: None,
-        mirrored: false,
-    }
-}
-
-/// Frames answering every step of `c` correctly with `file`'s face.
-pub fn good_frames(c: &pb::Challenge, file: &str) -> Vec<pb::Frame> {
-    c.steps.iter().map(|s| frame(answer(file, s.pose(), 25.0), s.index as usize)).collect()
-}
+pub use ekyc_testkit::frames::{answer, frame, good_frames, turned};
 
 pub async fn create(client: &mut LivenessClient<Channel>, steps: u32) -> pb::Challenge {
     client.create_challenge(pb::CreateChallengeRequest { step_count: steps, ..Default::default() }).await.expect("challenge").into_inner()
