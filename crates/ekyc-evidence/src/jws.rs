@@ -27,6 +27,14 @@ pub(crate) fn b64_decode_strict(text: &str) -> Option<Vec<u8>> {
     (URL_SAFE_NO_PAD.encode(&bytes) == text).then_some(bytes)
 }
 
+/// The `kid` a record's header names, without verifying anything: to tell which key a
+/// record needs, or which key just verified it.
+pub fn record_kid(jws: &str) -> Option<String> {
+    let header = b64_decode_strict(jws.split('.').next()?)?;
+    let header: Value = serde_json::from_slice(&header).ok()?;
+    header.get("kid")?.as_str().map(str::to_string)
+}
+
 /// Signs `payload` (any JSON; an object in practice) as a compact JWS with header
 /// `{"alg":"EdDSA","typ":"ekyc-evidence+jwt","kid":<thumbprint>}`.
 pub fn sign(key: &EvidenceKey, payload: &Value) -> Result<String, EvidenceError> {
@@ -92,6 +100,8 @@ mod tests {
         assert_eq!(verify(&jws, &key.public()).expect("verifies"), record());
         let header: Value = serde_json::from_slice(&b64_decode_strict(jws.split('.').next().expect("header")).expect("b64")).expect("JSON");
         assert_eq!(header, json!({"alg": "EdDSA", "typ": JWS_TYPE, "kid": key.kid()}));
+        assert_eq!(record_kid(&jws), Some(key.kid()));
+        assert_eq!(record_kid("not a record"), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod key;
 
 use std::path::PathBuf;
 
-pub use jws::{JWS_TYPE, sign, verify};
+pub use jws::{JWS_TYPE, record_kid, sign, verify};
 pub use key::{EvidenceKey, EvidencePublicKey, JWKS_FILE, PUBLIC_KEY_FILE, SIGNING_KEY_FILE};
 
 /// Where the orchestrator keeps its evidence key files and `ekyc evidence verify` looks for

@@ -2,6 +2,7 @@
 //! the libraries; every error ends as one line on stderr and a non-zero exit code.
 
 mod eval;
+mod evidence;
 mod faces;
 mod serve;
 mod settings;
@@ -48,11 +49,33 @@ enum Command {
         #[command(subcommand)]
         what: EvalCommand,
     },
+    /// Signed evidence records.
+    Evidence {
+        #[command(subcommand)]
+        what: EvidenceCommand,
+    },
     /// Run the services: all four in one process, or one of them.
     Serve {
         /// Run only this service (orchestrator, liveness, document or facematch).
         #[arg(long, value_name = "NAME")]
         service: Option<ServiceKind>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EvidenceCommand {
+    /// Check that a saved evidence record is exactly what the orchestrator signed.
+    ///
+    /// FILE holds the compact JWS, or the JSON that `ekyc verify` saves (with an
+    /// `evidence_jws` field). Exits non-zero, saying why, when the record does not verify.
+    Verify {
+        file: PathBuf,
+        /// The orchestrator's public key: SPKI PEM or JWKS (default: ./ekyc-keys/evidence-public.pem).
+        #[arg(long, value_name = "PUBLIC.pem|JWKS.json")]
+        key: Option<PathBuf>,
+        /// Print the verified payload as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -97,5 +120,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare { image_a, image_b, json } => faces::compare(&settings, &image_a, &image_b, json),
         Command::Eval { what: EvalCommand::Pairs { csv, image_dir, json } } => eval::pairs(&settings, &csv, &image_dir, json),
         Command::Serve { service } => serve::serve(&settings, service),
+        Command::Evidence { what: EvidenceCommand::Verify { file, key, json } } => evidence::verify(&file, key.as_deref(), json),
     }
 }
