@@ -1,6 +1,6 @@
-//! Every service answers standard gRPC health and reflection; the process is SERVING, an
-//! implemented service becomes SERVING under its own name once ready, and one whose API is
-//! not implemented yet stays NOT_SERVING, so Kubernetes readiness keeps traffic away from it.
+//! Every service answers standard gRPC health and reflection; the process is SERVING at
+//! once, and each service becomes SERVING under its own name once ready, so Kubernetes
+//! readiness keeps traffic away from a replica still loading its models.
 
 use ekyc_runtime::ServiceKind;
 use ekyc_tests::start;
@@ -24,16 +24,12 @@ async fn all_four_services_report_health_over_grpc() {
         let running = start(kind).await;
         let mut health = HealthClient::new(running.channel().await);
         assert_eq!(status(&mut health, "").await.expect("process health"), ServingStatus::Serving, "{kind:?}");
-        if matches!(kind, ServiceKind::Facematch | ServiceKind::Liveness) {
-            // Implemented: SERVING once its models are loaded and warm.
-            let mut tries = 0;
-            while status(&mut health, kind.grpc_name()).await.expect("service health") != ServingStatus::Serving {
-                tries += 1;
-                assert!(tries < 2400, "{kind:?} never became ready");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        } else {
-            assert_eq!(status(&mut health, kind.grpc_name()).await.expect("service health"), ServingStatus::NotServing, "{kind:?}");
+        // SERVING under its own name once ready (models loaded and warm).
+        let mut tries = 0;
+        while status(&mut health, kind.grpc_name()).await.expect("service health") != ServingStatus::Serving {
+            tries += 1;
+            assert!(tries < 2400, "{kind:?} never became ready");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         let unknown = status(&mut health, "no.such.Service").await.expect_err("unknown service");
         assert_eq!(unknown.code(), tonic::Code::NotFound);

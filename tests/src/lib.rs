@@ -43,8 +43,72 @@ impl Drop for Running {
     }
 }
 
-/// Starts `kind` on a free loopback port.
+/// Starts `kind` on a free loopback port (an orchestrator with default settings and keys
+/// of its own, whose backends need not be running).
 pub async fn start(kind: ServiceKind) -> Running {
+    match kind {
+        ServiceKind::Orchestrator => orchestrator(Default::default()).await.0,
+        other => spawn_backend(other, None).await,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A whole cluster: the three model-backed services and Redis shared by a test binary, an
+// orchestrator per test.
+// ---------------------------------------------------------------------------------------
+
+/// Liveness, document and facematch serving on loopback from a runtime of their own (so
+/// they outlive any one test's runtime), with a real redis-server for the challenges and
+/// sessions. Started once per test binary.
+#[derive(Debug)]
+pub struct Backends {
+    pub liveness: SocketAddr,
+    pub document: SocketAddr,
+    pub facematch: SocketAddr,
+    pub redis_url: String,
+}
+
+/// The shared backends (started on first use; model loading takes a few seconds).
+pub fn backends() -> &'static Backends {
+    static B: std::sync::OnceLock<Backends> = std::sync::OnceLock::new();
+    B.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("e2e-backends".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+                rt.block_on(async move {
+                    let redis = ekyc_testkit::redis_server::RedisServer::start();
+                    let liveness = spawn_backend(ServiceKind::Liveness, Some(redis.url())).await;
+                    let document = spawn_backend(ServiceKind::Document, None).await;
+                    let facematch = spawn_backend(ServiceKind::Facematch, None).await;
+                    for r in [&liveness, &document, &facematch] {
+                        wait_ready(r).await;
+                    }
+                    tx.send(Backends {
+                        liveness: liveness.addr,
+                        document: document.addr,
+                        facematch: facematch.addr,
+                        redis_url: redis.url(),
+                    })
+                    .expect("test thread waits");
+                    // Serve until the test process exits.
+                    let _keep = (redis, liveness, document, facematch);
+                    std::future::pending::<()>().await;
+                });
+            })
+            .expect("backend thread");
+        rx.recv().expect("backends start")
+    })
+}
+
+/// The liveness settings the end-to-end tests use: a fixed key and Redis.
+pub fn liveness_config(redis_url: Option<String>) -> ekyc_liveness::LivenessConfig {
+    ekyc_liveness::LivenessConfig { redis_url, hmac_key: Some("cd".repeat(32)), workers: 2, ..Default::default() }
+}
+
+/// Starts one model-backed service on a free port of the current runtime.
+pub async fn spawn_backend(kind: ServiceKind, redis_url: Option<String>) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds a free port");
     let addr = listener.local_addr().expect("bound address");
     let (stop, rx) = oneshot::channel::<()>();
@@ -53,18 +117,71 @@ pub async fn start(kind: ServiceKind) -> Running {
     };
     let task = tokio::spawn(async move {
         let r = match kind {
-            ServiceKind::Orchestrator => ekyc_orchestrator::serve(listener, shutdown).await.map_err(|e| e.to_string()),
-            ServiceKind::Liveness => ekyc_liveness::serve(VisionConfig::default(), Default::default(), 32 << 20, listener, shutdown)
+            ServiceKind::Liveness => {
+                ekyc_liveness::serve(VisionConfig::default(), liveness_config(redis_url), 32 << 20, listener, shutdown)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            ServiceKind::Document => ekyc_document::serve(VisionConfig::default(), Default::default(), 32 << 20, listener, shutdown)
                 .await
                 .map_err(|e| e.to_string()),
-            ServiceKind::Document => ekyc_document::serve(listener, shutdown).await.map_err(|e| e.to_string()),
             ServiceKind::Facematch => {
                 ekyc_facematch::serve(VisionConfig::default(), FacematchConfig::default(), 32 << 20, listener, shutdown)
                     .await
                     .map_err(|e| e.to_string())
             }
+            ServiceKind::Orchestrator => Err("use orchestrator()".to_string()),
         };
         r.expect("server runs");
     });
     Running { kind, addr, stop: Some(stop), task: Some(task) }
+}
+
+/// Waits until `r` reports SERVING under its own name (models loaded and warm).
+pub async fn wait_ready(r: &Running) {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(r.channel().await);
+    for _ in 0..2400 {
+        let s = health.check(HealthCheckRequest { service: r.kind.grpc_name().into() }).await.map(|x| x.into_inner().status());
+        if matches!(s, Ok(ServingStatus::Serving)) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{:?} never became ready", r.kind);
+}
+
+/// Orchestrator settings pointing at `b`, sessions in its Redis, short deadlines.
+pub fn orchestrator_config(b: &Backends) -> ekyc_orchestrator::OrchestratorConfig {
+    let mut cfg = ekyc_orchestrator::OrchestratorConfig { redis_url: Some(b.redis_url.clone()), ..Default::default() };
+    cfg.backends.liveness.endpoint = format!("http://{}", b.liveness);
+    cfg.backends.document.endpoint = format!("http://{}", b.document);
+    cfg.backends.facematch.endpoint = format!("http://{}", b.facematch);
+    cfg
+}
+
+/// An orchestrator serving `cfg` on a free port of the current runtime: the session key
+/// every test replica shares (as a cluster's replicas do), an evidence key of its own;
+/// returns it with its engine (for the evidence key).
+pub async fn orchestrator(cfg: ekyc_orchestrator::OrchestratorConfig) -> (Running, std::sync::Arc<ekyc_orchestrator::Engine>) {
+    let keys = ekyc_orchestrator::Keys { session_key: vec![0x5e; 32], evidence_key: ekyc_evidence::EvidenceKey::generate() };
+    let engine = std::sync::Arc::new(ekyc_orchestrator::Engine::new(cfg, keys, 32 << 20).expect("engine"));
+    let r = serve_orchestrator(std::sync::Arc::clone(&engine)).await;
+    (r, engine)
+}
+
+/// Serves an existing orchestrator engine on a free port.
+pub async fn serve_orchestrator(engine: std::sync::Arc<ekyc_orchestrator::Engine>) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds a free port");
+    let addr = listener.local_addr().expect("bound address");
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        ekyc_orchestrator::serve(engine, 32 << 20, listener, async move {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    Running { kind: ServiceKind::Orchestrator, addr, stop: Some(stop), task: Some(task) }
 }

@@ -4,8 +4,10 @@
 mod eval;
 mod evidence;
 mod faces;
+mod health;
 mod serve;
 mod settings;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +26,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Every face in each image: box, score, five points, yaw/pitch/roll and quality.
@@ -48,6 +52,55 @@ enum Command {
     Eval {
         #[command(subcommand)]
         what: EvalCommand,
+    },
+    /// gRPC health of the four services at their configured addresses.
+    Health {
+        /// Wait up to this many seconds for all of them to be SERVING.
+        #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+        wait: u64,
+    },
+    /// Run one verification against an orchestrator: start a session, answer the challenge
+    /// with the photo for each requested pose, add the document (and a signature over the
+    /// session nonce), finish, print the decision and save the signed evidence record.
+    Verify {
+        /// Orchestrator address.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// Policy name (empty: the server's default).
+        #[arg(long, default_value = "")]
+        policy: String,
+        /// Photo facing the camera.
+        #[arg(long, value_name = "IMAGE")]
+        front: PathBuf,
+        /// Photo with the head turned to the user's own left.
+        #[arg(long, value_name = "IMAGE")]
+        left: Option<PathBuf>,
+        /// Photo with the head turned to the user's own right.
+        #[arg(long, value_name = "IMAGE")]
+        right: Option<PathBuf>,
+        /// Photo looking up.
+        #[arg(long, value_name = "IMAGE")]
+        up: Option<PathBuf>,
+        /// Photo looking down.
+        #[arg(long, value_name = "IMAGE")]
+        down: Option<PathBuf>,
+        /// Photo of the photo-ID document.
+        #[arg(long, value_name = "IMAGE")]
+        document: PathBuf,
+        /// Signer certificate chain, PEM, leaf first.
+        #[arg(long, value_name = "PEM")]
+        cert_chain: Option<PathBuf>,
+        /// The signer's private key, PKCS#8 PEM (RSA, P-256, P-384 or Ed25519).
+        #[arg(long, value_name = "PEM")]
+        key: Option<PathBuf>,
+        /// Your own reference, stored with the session and echoed in the record.
+        #[arg(long)]
+        client_reference: Option<String>,
+        /// Folder for the evidence record.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
     /// Signed evidence records.
     Evidence {
@@ -121,5 +174,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval { what: EvalCommand::Pairs { csv, image_dir, json } } => eval::pairs(&settings, &csv, &image_dir, json),
         Command::Serve { service } => serve::serve(&settings, service),
         Command::Evidence { what: EvidenceCommand::Verify { file, key, json } } => evidence::verify(&file, key.as_deref(), json),
+        Command::Health { wait } => health::health(&settings, wait),
+        Command::Verify { server, policy, front, left, right, up, down, document, cert_chain, key, client_reference, out_dir, json } => {
+            verify::verify(&verify::VerifyArgs {
+                server,
+                policy,
+                front,
+                left,
+                right,
+                up,
+                down,
+                document,
+                cert_chain,
+                key,
+                client_reference,
+                out_dir,
+                json,
+                max_message_bytes: settings.server.max_message_bytes,
+            })
+        }
     }
 }

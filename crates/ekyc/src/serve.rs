@@ -7,9 +7,10 @@ use crate::settings::Settings;
 use tokio::net::TcpListener;
 
 pub fn serve(settings: &Settings, only: Option<ServiceKind>) -> Result<()> {
-    ekyc_runtime::telemetry::init(&settings.log);
+    let kinds_for_name: Vec<ServiceKind> = only.map_or_else(|| ServiceKind::ALL.to_vec(), |k| vec![k]);
+    ekyc_runtime::telemetry::init_for(&settings.log, &ekyc_runtime::telemetry::service_name(&kinds_for_name)).context("telemetry")?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
         if settings.server.metrics_port != 0 {
             let addr = std::net::SocketAddr::new(settings.server.host.parse().context("server.host")?, settings.server.metrics_port);
             metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -19,6 +20,8 @@ pub fn serve(settings: &Settings, only: Option<ServiceKind>) -> Result<()> {
             eprintln!("metrics on http://{addr}/metrics");
         }
         let kinds: Vec<ServiceKind> = only.map_or_else(|| ServiceKind::ALL.to_vec(), |k| vec![k]);
+        let orchestrator =
+            if kinds.contains(&ServiceKind::Orchestrator) { Some(orchestrator_engine(settings, only.is_none())?) } else { None };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         for kind in kinds {
@@ -28,15 +31,24 @@ pub fn serve(settings: &Settings, only: Option<ServiceKind>) -> Result<()> {
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
+            let orchestrator = orchestrator.clone();
             let (vision, facematch, liveness, max_message) =
                 (settings.vision.clone(), settings.facematch.clone(), settings.liveness.clone(), settings.server.max_message_bytes);
+            let document = settings.document.clone();
             tasks.spawn(async move {
                 let r = match kind {
-                    ServiceKind::Orchestrator => ekyc_orchestrator::serve(listener, shutdown).await.map_err(anyhow::Error::from),
+                    ServiceKind::Orchestrator => match orchestrator {
+                        Some(engine) => {
+                            ekyc_orchestrator::serve(engine, max_message, listener, shutdown).await.map_err(anyhow::Error::from)
+                        }
+                        None => Err(anyhow::anyhow!("the orchestrator engine was not built")),
+                    },
                     ServiceKind::Liveness => {
                         ekyc_liveness::serve(vision, liveness, max_message, listener, shutdown).await.map_err(anyhow::Error::from)
                     }
-                    ServiceKind::Document => ekyc_document::serve(listener, shutdown).await.map_err(anyhow::Error::from),
+                    ServiceKind::Document => {
+                        ekyc_document::serve(vision, document, max_message, listener, shutdown).await.map_err(anyhow::Error::from)
+                    }
                     ServiceKind::Facematch => {
                         ekyc_facematch::serve(vision, facematch, max_message, listener, shutdown).await.map_err(anyhow::Error::from)
                     }
@@ -54,5 +66,32 @@ pub fn serve(settings: &Settings, only: Option<ServiceKind>) -> Result<()> {
             done.context("service task")??;
         }
         Ok(())
-    })
+    });
+    // Send the last spans before the process ends.
+    ekyc_runtime::telemetry::shutdown();
+    result
+}
+
+/// The orchestrator's engine. All in one process: its backends are this process's own
+/// services on their configured ports, whatever the `[orchestrator.backends]` endpoints say.
+fn orchestrator_engine(settings: &Settings, all_in_one: bool) -> Result<std::sync::Arc<ekyc_orchestrator::Engine>> {
+    let mut cfg = settings.orchestrator.clone();
+    if all_in_one {
+        let local = |kind: ServiceKind| -> Result<String> {
+            let mut addr = settings.server.addr(kind)?;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            Ok(format!("http://{addr}"))
+        };
+        cfg.backends.liveness.endpoint = local(ServiceKind::Liveness)?;
+        cfg.backends.document.endpoint = local(ServiceKind::Document)?;
+        cfg.backends.facematch.endpoint = local(ServiceKind::Facematch)?;
+    }
+    let (keys, notes) = ekyc_orchestrator::Keys::resolve(&cfg)?;
+    for n in notes.0 {
+        eprintln!("orchestrator {n}");
+    }
+    let engine = ekyc_orchestrator::Engine::new(cfg, keys, settings.server.max_message_bytes)?;
+    Ok(std::sync::Arc::new(engine))
 }

@@ -4,8 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use ekyc_document::DocumentConfig;
 use ekyc_facematch::FacematchConfig;
 use ekyc_liveness::LivenessConfig;
+use ekyc_orchestrator::OrchestratorConfig;
 use ekyc_runtime::{LogSettings, ServerSettings, SettingsError, load_layered};
 use ekyc_vision::VisionConfig;
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,8 @@ pub struct Settings {
     pub vision: VisionConfig,
     pub facematch: FacematchConfig,
     pub liveness: LivenessConfig,
+    pub document: DocumentConfig,
+    pub orchestrator: OrchestratorConfig,
     /// The file these settings were read from, if any.
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -37,6 +41,8 @@ impl Settings {
         self.vision.validate().map_err(|e| SettingsError::Invalid(format!("vision: {e}")))?;
         self.facematch.validate().map_err(|e| SettingsError::Invalid(format!("facematch: {e}")))?;
         self.liveness.validate().map_err(|e| SettingsError::Invalid(format!("liveness: {e}")))?;
+        self.document.validate().map_err(|e| SettingsError::Invalid(format!("document: {e}")))?;
+        self.orchestrator.validate().map_err(|e| SettingsError::Invalid(format!("orchestrator: {e}")))?;
         Ok(())
     }
 }
@@ -92,5 +98,7 @@ mod tests {
         assert_eq!(s.log, LogSettings::default());
         assert_eq!(s.facematch, FacematchConfig::default());
         assert_eq!(s.liveness, LivenessConfig::default());
+        assert_eq!(s.document, DocumentConfig::default());
+        assert_eq!(s.orchestrator, OrchestratorConfig::default());
     }
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The main job on one machine: set up, start all four services in one process on embedded
+# defaults (in-process stores, keys created in ./ekyc-keys at first start), and run one
+# verification against them with `ekyc verify`: frames of a development photo's face turned
+# to each requested pose, and a synthetic ID card printed with another photo of the same
+# person. Prints the decision and where the signed evidence record is, verifies that record
+# offline, and stops the services.
+#
+#   ./scripts/demo.sh [SELFIE.jpg] [CARD_FACE.jpg] [POLICY]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SELFIE=${1:-../shared/faces/obama_1.jpg}
+CARD_FACE=${2:-../shared/faces/obama_3.jpg}
+POLICY=${3:-low-risk}
+
+./scripts/setup.sh
+cargo build --release --locked -p ekyc
+cargo build --release --locked -p ekyc-testkit --example demo_inputs
+EKYC=target/release/ekyc
+WORK=$(mktemp -d)
+trap 'kill "${SERVER:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+target/release/examples/demo_inputs "$SELFIE" "$CARD_FACE" "$WORK/inputs"
+"$EKYC" serve >"$WORK/serve.log" 2>&1 &
+SERVER=$!
+# Ready when every service reports SERVING under its own name (models loaded and warm).
+"$EKYC" health --wait 180 || { cat "$WORK/serve.log"; exit 1; }
+grep "orchestrator evidence key" "$WORK/serve.log" || true
+I="$WORK/inputs"
+"$EKYC" verify --policy "$POLICY" --front "$I/front.jpg" --left "$I/left.jpg" --right "$I/right.jpg" \
+  --up "$I/up.jpg" --down "$I/down.jpg" --document "$I/card.jpg" --out-dir evidence
+RECORD=$(ls -t evidence/evidence-*.json | head -1)
+"$EKYC" evidence verify "$RECORD" --key ekyc-keys/evidence-public.pem

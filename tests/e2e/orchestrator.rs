@@ -1,0 +1,459 @@
+//! The orchestrator end to end: all four services on loopback over real gRPC, sessions and
+//! challenges in a real Redis, real models on frames and ID-card photos synthesised from the
+//! development photos, signatures made by a test PKI.
+
+use std::time::{Duration, Instant};
+
+use ekyc_orchestrator::OrchestratorConfig;
+use ekyc_orchestrator::policy::PolicyConfig;
+use ekyc_proto::v1 as pb;
+use ekyc_proto::v1::orchestrator_client::OrchestratorClient;
+use ekyc_signature::{AnchorConfig, TrustConfig};
+use ekyc_testkit::frames::{answer, frame, id_card_photo};
+use ekyc_testkit::pki::{KeyAlg, TestPki, UserKind};
+use ekyc_tests::{Running, backends, orchestrator, orchestrator_config};
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// Frames and the card of one person; the other person for mismatches.
+const PERSON: &str = "obama_1.jpg";
+const PERSON_CARD: &str = "obama_3.jpg";
+const OTHER_CARD: &str = "biden_2.jpg";
+
+type Client = OrchestratorClient<Channel>;
+
+async fn client(r: &Running) -> Client {
+    OrchestratorClient::new(r.channel().await).max_decoding_message_size(32 << 20).max_encoding_message_size(32 << 20)
+}
+
+fn image(data: Vec<u8>) -> pb::Image {
+    pb::Image { data, content_type: None }
+}
+
+fn codes(rs: &[pb::Reason]) -> Vec<pb::ReasonCode> {
+    rs.iter().filter_map(|r| pb::ReasonCode::try_from(r.code).ok()).collect()
+}
+
+async fn start(c: &mut Client, policy: &str) -> pb::StartSessionResponse {
+    c.start_session(pb::StartSessionRequest { policy: policy.into(), client_reference: Some("chat-user-42".into()), locale: "ja".into() })
+        .await
+        .expect("session starts")
+        .into_inner()
+}
+
+/// Frames answering every step of the session's challenge with `person`'s face.
+fn frames_for(s: &pb::StartSessionResponse, person: &str) -> Vec<pb::Frame> {
+    let ch = s.challenge.as_ref().expect("a challenge");
+    ch.steps.iter().map(|st| frame(answer(person, st.pose(), 25.0), st.index as usize)).collect()
+}
+
+async fn add_frames(c: &mut Client, s: &pb::StartSessionResponse, frames: Vec<pb::Frame>) -> pb::SessionProgress {
+    let mut last = None;
+    for f in frames {
+        let p =
+            c.add_frame(pb::AddFrameRequest { session_id: s.session_id.clone(), frame: Some(f) }).await.expect("frame added").into_inner();
+        last = Some(p);
+    }
+    last.expect("at least one frame")
+}
+
+async fn add_document(c: &mut Client, s: &pb::StartSessionResponse, card: Vec<u8>) -> pb::SessionProgress {
+    c.add_document(pb::AddDocumentRequest { session_id: s.session_id.clone(), image: Some(image(card)), type_hint: 0 })
+        .await
+        .expect("document added")
+        .into_inner()
+}
+
+fn decision(r: &pb::VerificationResult) -> pb::Decision {
+    pb::Decision::try_from(r.decision).expect("a decision")
+}
+
+/// Checks the evidence record offline, and that changing any byte breaks it.
+fn assert_evidence_verifies(r: &pb::VerificationResult, key: &ekyc_evidence::EvidencePublicKey) -> serde_json::Value {
+    let jws = &r.evidence.as_ref().expect("an evidence record").evidence_jws;
+    let payload = ekyc_evidence::verify(jws, key).expect("the record verifies");
+    assert_eq!(payload["session"]["id"], r.session_id);
+    assert_eq!(payload["policy"]["version"], r.policy_version);
+    let mut bytes = jws.clone().into_bytes();
+    for i in (0..bytes.len()).step_by(7) {
+        let orig = bytes[i];
+        bytes[i] = if orig == b'A' {
+            b'B'
+        } else if orig == b'.' {
+            b'x'
+        } else {
+            b'A'
+        };
+        let tampered = String::from_utf8(bytes.clone()).expect("ascii");
+        assert!(ekyc_evidence::verify(&tampered, key).is_err(), "a change at byte {i} went unnoticed");
+        bytes[i] = orig;
+    }
+    payload
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_session_step_by_step_is_accepted_with_a_verifiable_record() {
+    let b = backends();
+    let (orch, engine) = orchestrator(orchestrator_config(b)).await;
+    let mut c = client(&orch).await;
+    let s = start(&mut c, "low-risk").await;
+    assert_eq!(s.nonce.len(), 32);
+    let p = add_frames(&mut c, &s, frames_for(&s, PERSON)).await;
+    assert!(p.steps.iter().all(|st| st.satisfied), "{:?}", p.steps);
+    assert!(!p.can_finish, "the document is still missing");
+    assert!(p.missing.iter().any(|m| m.kind == pb::EvidenceKind::Document as i32 && m.required));
+    let p = add_document(&mut c, &s, id_card_photo(PERSON_CARD, 11)).await;
+    let Some(pb::session_progress::Added::Document(d)) = &p.added else { panic!("a document check") };
+    assert!(d.usable, "{d:?}");
+    assert!(p.can_finish);
+    let r = c.finish(pb::FinishRequest { session_id: s.session_id.clone() }).await.expect("finishes").into_inner();
+    assert_eq!(decision(&r), pb::Decision::Accept, "{r:#?}");
+    let sum: f32 = r.factors.iter().map(|f| f.contribution).sum();
+    assert!((sum - r.assurance_score).abs() < 1e-4);
+    let fm = r.factors.iter().find(|f| f.kind == pb::FactorKind::FaceMatch as i32).expect("a face-match factor");
+    assert!(fm.similarity.expect("a similarity") >= fm.threshold.expect("a threshold"));
+    assert_eq!(r.client_reference.as_deref(), Some("chat-user-42"));
+    let payload = assert_evidence_verifies(&r, &engine.evidence_public_key());
+    // The record holds digests of every image, the measured angles, and no biometric data.
+    let images = payload["images"].as_array().expect("images");
+    assert_eq!(images.len(), s.challenge.as_ref().expect("challenge").steps.len() + 1);
+    assert!(images.iter().all(|i| i["sha256"].as_str().is_some_and(|h| h.len() == 64)));
+    assert!(payload["challenge"]["steps"][1]["reached_angle_deg"].as_f64().is_some(), "{payload}");
+    let text = payload.to_string();
+    assert!(!text.contains("embedding") && !text.contains("values"), "no templates in the record");
+    // Finish is idempotent; more evidence is refused.
+    let again = c.finish(pb::FinishRequest { session_id: s.session_id.clone() }).await.expect("again").into_inner();
+    assert_eq!(again.evidence, r.evidence);
+    let late =
+        c.add_document(pb::AddDocumentRequest { session_id: s.session_id.clone(), image: Some(image(vec![1, 2, 3])), type_hint: 0 }).await;
+    assert_eq!(late.expect_err("finished").code(), Code::FailedPrecondition);
+    orch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_of_another_person_is_rejected() {
+    let b = backends();
+    let (orch, _) = orchestrator(orchestrator_config(b)).await;
+    let mut c = client(&orch).await;
+    let s = start(&mut c, "").await;
+    let r = c
+        .verify(pb::VerifyRequest {
+            session_id: s.session_id.clone(),
+            frames: frames_for(&s, PERSON),
+            document: Some(image(id_card_photo(OTHER_CARD, 12))),
+            document_type_hint: 0,
+            signature: None,
+        })
+        .await
+        .expect("verifies")
+        .into_inner();
+    assert_eq!(decision(&r), pb::Decision::Reject, "{r:#?}");
+    assert!(codes(&r.reasons).contains(&pb::ReasonCode::FaceMismatch), "{:?}", r.reasons);
+    orch.stop().await;
+}
+
+fn trusting(dir: &ekyc_testkit::pki::TrustDir, b: &ekyc_tests::Backends) -> OrchestratorConfig {
+    OrchestratorConfig {
+        signature: TrustConfig {
+            anchors: vec![AnchorConfig { name: "test-jpki".into(), certificate_pem: dir.ca_pem.clone(), crl: Some(dir.crl_pem.clone()) }],
+            ..TrustConfig::default()
+        },
+        ..orchestrator_config(b)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resident_certificate_needs_a_valid_signature_to_accept() {
+    let b = backends();
+    let pki = TestPki::new();
+    let dir = pki.trust_dir();
+    let (orch, _) = orchestrator(trusting(&dir, b)).await;
+    let mut c = client(&orch).await;
+
+    // Face match alone: REVIEW, with the policy's reason.
+    let s = start(&mut c, "resident-certificate").await;
+    let card = id_card_photo(PERSON_CARD, 11);
+    let req = |s: &pb::StartSessionResponse, signature| pb::VerifyRequest {
+        session_id: s.session_id.clone(),
+        frames: frames_for(s, PERSON),
+        document: Some(image(card.clone())),
+        document_type_hint: 0,
+        signature,
+    };
+    let r = c.verify(req(&s, None)).await.expect("verifies").into_inner();
+    assert_eq!(decision(&r), pb::Decision::Review, "{r:#?}");
+    assert!(codes(&r.reasons).contains(&pb::ReasonCode::PolicyRequiresSignature));
+
+    // With a valid signature over the session nonce (RSA PKCS#1 v1.5, as JPKI): ACCEPT.
+    let s = start(&mut c, "resident-certificate").await;
+    let user = pki.user(UserKind::Good, KeyAlg::Rsa2048);
+    let sig = pb::SignatureEvidence {
+        certificate_chain: user.chain_der(),
+        signature: user.sign(&s.nonce),
+        signature_algorithm: user.algorithm().into(),
+        nonce: None,
+    };
+    let r = c.verify(req(&s, Some(sig))).await.expect("verifies").into_inner();
+    assert_eq!(decision(&r), pb::Decision::Accept, "{r:#?}");
+    let f = r.factors.iter().find(|f| f.kind == pb::FactorKind::Signature as i32).expect("a signature factor");
+    assert!(f.passed && f.score == 1.0);
+    orch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_signature_failure_is_reported_with_its_reason() {
+    let b = backends();
+    let pki = TestPki::new();
+    let dir = pki.trust_dir();
+    let (orch, _) = orchestrator(trusting(&dir, b)).await;
+    let mut c = client(&orch).await;
+    let s = start(&mut c, "resident-certificate").await;
+    let other_nonce = vec![7u8; 32];
+    let cases = [
+        (UserKind::Expired, None, pb::ReasonCode::CertExpired),
+        (UserKind::UntrustedCa, None, pb::ReasonCode::CertUntrusted),
+        (UserKind::Revoked, None, pb::ReasonCode::CertRevoked),
+        (UserKind::WrongKeyUsage, None, pb::ReasonCode::CertKeyUsage),
+        (UserKind::Good, Some(other_nonce.clone()), pb::ReasonCode::SignatureInvalid),
+    ];
+    for (kind, signed_nonce, expected) in cases {
+        let user = pki.user(kind, KeyAlg::EcdsaP256);
+        let signed = signed_nonce.clone().unwrap_or_else(|| s.nonce.clone());
+        let ev = pb::SignatureEvidence {
+            certificate_chain: user.chain_der(),
+            signature: user.sign(&signed),
+            signature_algorithm: user.algorithm().into(),
+            nonce: None,
+        };
+        let p = c
+            .add_signature(pb::AddSignatureRequest { session_id: s.session_id.clone(), signature: Some(ev) })
+            .await
+            .expect("checked")
+            .into_inner();
+        let Some(pb::session_progress::Added::Signature(check)) = p.added else { panic!("a signature check") };
+        assert!(!check.valid, "{kind:?}");
+        assert!(codes(&check.reasons).contains(&expected), "{kind:?}: {:?}", check.reasons);
+    }
+    // A client that says which nonce it signed gets the precise reason.
+    let user = pki.user(UserKind::Good, KeyAlg::Ed25519);
+    let ev = pb::SignatureEvidence {
+        certificate_chain: user.chain_der(),
+        signature: user.sign(&other_nonce),
+        signature_algorithm: user.algorithm().into(),
+        nonce: Some(other_nonce),
+    };
+    let p = c
+        .add_signature(pb::AddSignatureRequest { session_id: s.session_id.clone(), signature: Some(ev) })
+        .await
+        .expect("checked")
+        .into_inner();
+    assert_eq!(codes(&p.kept_signature.expect("kept").reasons), vec![pb::ReasonCode::NonceMismatch]);
+    // Malformed input is INVALID_ARGUMENT, not a verdict.
+    let bad = pb::SignatureEvidence {
+        certificate_chain: vec![vec![1, 2, 3]],
+        signature: vec![1],
+        signature_algorithm: "ED25519".into(),
+        nonce: None,
+    };
+    let e = c.add_signature(pb::AddSignatureRequest { session_id: s.session_id.clone(), signature: Some(bad) }).await.expect_err("garbage");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let user = pki.user(UserKind::Good, KeyAlg::EcdsaP256);
+    let odd = pb::SignatureEvidence {
+        certificate_chain: user.chain_der(),
+        signature: vec![1],
+        signature_algorithm: "MD5_RSA".into(),
+        nonce: None,
+    };
+    let e = c.add_signature(pb::AddSignatureRequest { session_id: s.session_id.clone(), signature: Some(odd) }).await.expect_err("unknown");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    orch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumes_on_another_replica_with_steps_in_any_order() {
+    let b = backends();
+    let (first, _) = orchestrator(orchestrator_config(b)).await;
+    let mut c1 = client(&first).await;
+    let s = start(&mut c1, "low-risk").await;
+    // The document first, then the frames in reverse order, half on each replica (they
+    // share Redis and the session key, as replicas of a cluster do).
+    add_document(&mut c1, &s, id_card_photo(PERSON_CARD, 11)).await;
+    let mut frames = frames_for(&s, PERSON);
+    frames.reverse();
+    let tail = frames.split_off(frames.len() / 2);
+    add_frames(&mut c1, &s, frames).await;
+    first.stop().await;
+
+    let (second, _) = orchestrator(orchestrator_config(b)).await;
+    let mut c2 = client(&second).await;
+    let p = c2.get_session(pb::GetSessionRequest { session_id: s.session_id.clone() }).await.expect("found").into_inner();
+    assert_eq!(p.state, pb::SessionState::Collecting as i32);
+    assert!(p.kept_document.is_some() && !p.can_finish);
+    add_frames(&mut c2, &s, tail).await;
+    let p = c2.get_session(pb::GetSessionRequest { session_id: s.session_id.clone() }).await.expect("found").into_inner();
+    assert!(p.can_finish && p.missing.iter().all(|m| !m.required), "{:?}", p.missing);
+    let r = c2.finish(pb::FinishRequest { session_id: s.session_id.clone() }).await.expect("finishes").into_inner();
+    assert_ne!(decision(&r), pb::Decision::Reject, "{r:#?}");
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_refuses_evidence() {
+    let b = backends();
+    let mut cfg = orchestrator_config(b);
+    cfg.policies.insert("blink".into(), PolicyConfig { session_ttl_s: 1, ..PolicyConfig::default() });
+    let (orch, _) = orchestrator(cfg).await;
+    let mut c = client(&orch).await;
+    let s = start(&mut c, "blink").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let f = frames_for(&s, PERSON).remove(0);
+    let e = c.add_frame(pb::AddFrameRequest { session_id: s.session_id.clone(), frame: Some(f) }).await.expect_err("expired");
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().starts_with("SESSION_EXPIRED"), "{e:?}");
+    let p = c.get_session(pb::GetSessionRequest { session_id: s.session_id.clone() }).await.expect("still readable").into_inner();
+    assert_eq!(p.state, pb::SessionState::Expired as i32);
+    assert!(codes(&p.reasons).contains(&pb::ReasonCode::SessionExpired));
+    let e = c.get_session(pb::GetSessionRequest { session_id: "s_nope".into() }).await.expect_err("unknown");
+    assert_eq!(e.code(), Code::NotFound);
+    orch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_or_silent_backend_gives_a_clear_answer_within_the_deadline() {
+    let b = backends();
+    // Own liveness and document services, to kill them mid-session.
+    let liveness = ekyc_tests::spawn_backend(ekyc_runtime::ServiceKind::Liveness, Some(b.redis_url.clone())).await;
+    let document = ekyc_tests::spawn_backend(ekyc_runtime::ServiceKind::Document, None).await;
+    ekyc_tests::wait_ready(&liveness).await;
+    ekyc_tests::wait_ready(&document).await;
+    let mut cfg = orchestrator_config(b);
+    cfg.backends.liveness.endpoint = format!("http://{}", liveness.addr);
+    cfg.backends.document.endpoint = format!("http://{}", document.addr);
+    for be in [&mut cfg.backends.liveness, &mut cfg.backends.document, &mut cfg.backends.facematch] {
+        be.timeout_ms = 3_000;
+    }
+    let (orch, _) = orchestrator(cfg.clone()).await;
+    let mut c = client(&orch).await;
+    let s = start(&mut c, "low-risk").await;
+    add_frames(&mut c, &s, frames_for(&s, PERSON)).await;
+
+    // The document service dies: AddDocument says so at once, the session stays open.
+    document.stop().await;
+    let t = Instant::now();
+    let e = c
+        .add_document(pb::AddDocumentRequest {
+            session_id: s.session_id.clone(),
+            image: Some(image(id_card_photo(PERSON_CARD, 11))),
+            type_hint: 0,
+        })
+        .await;
+    let e = e.expect_err("no document service");
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(e.message().starts_with("BACKEND_UNAVAILABLE"), "{e:?}");
+    assert!(t.elapsed() < Duration::from_millis(3_500), "{:?}", t.elapsed());
+    let p = c.get_session(pb::GetSessionRequest { session_id: s.session_id.clone() }).await.expect("open").into_inner();
+    assert_eq!(p.state, pb::SessionState::Collecting as i32);
+
+    // The shared document service takes the photo; then liveness dies before Finish: the
+    // decision cannot be ACCEPT and says why.
+    drop(orch);
+    cfg.backends.document.endpoint = format!("http://{}", b.document);
+    let (orch, _) = orchestrator(cfg.clone()).await;
+    let mut c = client(&orch).await;
+    add_document(&mut c, &s, id_card_photo(PERSON_CARD, 11)).await;
+    liveness.stop().await;
+    let t = Instant::now();
+    let r = c.finish(pb::FinishRequest { session_id: s.session_id.clone() }).await.expect("a decision").into_inner();
+    assert!(t.elapsed() < Duration::from_millis(3_500), "{:?}", t.elapsed());
+    assert_eq!(decision(&r), pb::Decision::Review, "{r:#?}");
+    assert!(codes(&r.reasons).contains(&pb::ReasonCode::BackendUnavailable), "{:?}", r.reasons);
+    orch.stop().await;
+
+    // A backend that accepts connections but never answers: BACKEND_TIMEOUT at the deadline.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let mut cfg = orchestrator_config(b);
+    cfg.backends.liveness.endpoint = format!("http://{}", silent.local_addr().expect("addr"));
+    cfg.backends.liveness.timeout_ms = 1_000;
+    let (orch, _) = orchestrator(cfg).await;
+    let mut c = client(&orch).await;
+    let t = Instant::now();
+    let e = c.start_session(pb::StartSessionRequest::default()).await.expect_err("silent liveness");
+    assert!(t.elapsed() < Duration::from_millis(2_000), "{:?}", t.elapsed());
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(e.message().starts_with("BACKEND_TIMEOUT"), "{e:?}");
+    orch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_statuses() {
+    let b = backends();
+    let (orch, _) = orchestrator(orchestrator_config(b)).await;
+    let mut c = client(&orch).await;
+    let e = c.start_session(pb::StartSessionRequest { policy: "no-such-policy".into(), ..Default::default() }).await.expect_err("unknown");
+    assert_eq!(e.code(), Code::NotFound);
+    let s = start(&mut c, "low-risk").await;
+    let e = c.finish(pb::FinishRequest { session_id: s.session_id.clone() }).await.expect_err("nothing yet");
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().starts_with("EVIDENCE_MISSING"), "{e:?}");
+    let bad_step = frame(vec![1, 2, 3], 9);
+    let e = c.add_frame(pb::AddFrameRequest { session_id: s.session_id.clone(), frame: Some(bad_step) }).await.expect_err("no step 9");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let corrupt = frame(ekyc_testkit::bad_images::png_claiming(1, 1)[..20].to_vec(), 0);
+    let e = c.add_frame(pb::AddFrameRequest { session_id: s.session_id.clone(), frame: Some(corrupt) }).await.expect_err("corrupt");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let e = c.get_session(pb::GetSessionRequest { session_id: "../../etc".into() }).await.expect_err("bad id");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let p = c.cancel_session(pb::CancelSessionRequest { session_id: s.session_id.clone() }).await.expect("cancelled").into_inner();
+    assert_eq!(p.state, pb::SessionState::Cancelled as i32);
+    orch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_spans_all_four_services() {
+    let spans = ekyc_runtime::testing::install_in_memory();
+    let b = backends();
+    let (orch, _) = orchestrator(orchestrator_config(b)).await;
+    let channel = orch.channel().await;
+    let mut c = OrchestratorClient::with_interceptor(channel, ekyc_runtime::trace::inject_trace_context)
+        .max_decoding_message_size(32 << 20)
+        .max_encoding_message_size(32 << 20);
+    let root = tracing::info_span!("chatbot verification");
+    let trace_id = ekyc_runtime::trace::ids(&root).expect("an OpenTelemetry span").trace_id;
+    let r = {
+        use tracing::Instrument;
+        async {
+            let s = c.start_session(pb::StartSessionRequest::default()).await.expect("starts").into_inner();
+            c.verify(pb::VerifyRequest {
+                session_id: s.session_id.clone(),
+                frames: frames_for(&s, PERSON),
+                document: Some(image(id_card_photo(PERSON_CARD, 11))),
+                document_type_hint: 0,
+                signature: None,
+            })
+            .await
+            .expect("verifies")
+            .into_inner()
+        }
+        .instrument(root.clone())
+        .await
+    };
+    drop(root);
+    assert_eq!(decision(&r), pb::Decision::Accept, "{r:#?}");
+    let services = ["ekyc.v1.Orchestrator/", "ekyc.v1.Liveness/", "ekyc.v1.Document/", "ekyc.v1.FaceMatch/"];
+    let found =
+        spans.wait_for(&trace_id, |got| services.iter().all(|svc| got.iter().any(|s| s.kind == "server" && s.name.starts_with(svc)))).await;
+    for svc in services {
+        let server = found.iter().find(|s| s.kind == "server" && s.name.starts_with(svc));
+        assert!(
+            server.is_some(),
+            "no server span of {svc} in trace {trace_id}: {:?}",
+            found.iter().map(|s| (&s.name, &s.kind)).collect::<Vec<_>>()
+        );
+    }
+    // The backends' spans hang below the orchestrator's calls, not beside them.
+    let ids: std::collections::HashSet<&str> = found.iter().map(|s| s.span_id.as_str()).collect();
+    for s in found.iter().filter(|s| s.kind == "server" && !s.name.starts_with("ekyc.v1.Orchestrator/")) {
+        assert!(s.parent_span_id.as_deref().is_some_and(|p| ids.contains(p)), "{} has no parent in the trace", s.name);
+    }
+    orch.stop().await;
+}
