@@ -1,8 +1,9 @@
 //! The evidence record's payload: everything needed to defend a decision later, and nothing
 //! that identifies a face. Policy and version, model versions, challenge steps with the
-//! measured angles, SHA-256 of every image received, the signer certificate's digest and
-//! names, factors, scores, decision, reasons and times. Signed as a compact JWS (EdDSA) by
-//! the engine; `ekyc evidence verify` checks it offline.
+//! measured angles, SHA-256 of every image received, the signer certificate's digest,
+//! issuer and serial (not its subject: a JPKI certificate names the person), factors,
+//! scores, decision, reasons and times. Signed as a compact JWS (EdDSA) by the engine;
+//! `ekyc evidence verify` checks it offline.
 
 use ekyc_proto::v1::{Decision, FactorKind, PoseStep, ReasonCode, RevocationStatus, StepResult, VerificationResult};
 use serde_json::{Value, json};
@@ -34,7 +35,13 @@ fn reasons(rs: &[ekyc_proto::v1::Reason]) -> Value {
 }
 
 /// The record for a finished session.
-pub fn payload(issuer: &str, s: &Session, r: &VerificationResult, liveness_steps: &[StepResult], min_frame_similarity: Option<f32>) -> Value {
+pub fn payload(
+    issuer: &str,
+    s: &Session,
+    r: &VerificationResult,
+    liveness_steps: &[StepResult],
+    min_frame_similarity: Option<f32>,
+) -> Value {
     let challenge = s.challenge();
     let steps: Vec<Value> = challenge
         .steps
@@ -90,7 +97,6 @@ pub fn payload(issuer: &str, s: &Session, r: &VerificationResult, liveness_steps
     let signature = s.signature_check().map(|g| {
         json!({
             "valid": g.valid,
-            "subject": g.subject,
             "issuer": g.issuer,
             "serial_hex": g.serial_hex,
             "certificate_sha256": g.certificate_sha256,
