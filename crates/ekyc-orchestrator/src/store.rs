@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use thiserror::Error;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -126,16 +125,9 @@ impl MemoryStore {
 /// Redis store: a hash `{rev, data}` per session with `PEXPIREAT`, created and replaced by
 /// small Lua scripts (atomic on the server), each command bounded by a timeout. The
 /// connection is made on first use and remade after failures.
+#[derive(Debug)]
 pub struct RedisStore {
-    conn: ConnectionManager,
-    url: String,
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for RedisStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore").field("url", &self.url).finish()
-    }
+    redis: ekyc_runtime::redis::Redis,
 }
 
 const CREATE: &str = r"
@@ -152,15 +144,7 @@ return 1";
 
 impl RedisStore {
     pub fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::Unavailable(format!("redis url `{url}`: {e}")))?;
-        let cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let conn =
-            ConnectionManager::new_lazy_with_config(client, cfg).map_err(|e| StoreError::Unavailable(format!("redis {url}: {e}")))?;
-        Ok(Self { conn, url: url.to_string(), timeout })
+        Ok(Self { redis: ekyc_runtime::redis::Redis::new(url, timeout).map_err(StoreError::Unavailable)? })
     }
 
     fn key(id: &str) -> String {
@@ -168,12 +152,7 @@ impl RedisStore {
     }
 
     async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError::Unavailable(format!("redis at {}: {e}", self.url))),
-            Err(_) => Err(StoreError::Unavailable(format!("redis at {} did not answer within {} ms", self.url, self.timeout.as_millis()))),
-        }
+        self.redis.run(cmd).await.map_err(StoreError::Unavailable)
     }
 
     async fn create(&self, id: &str, data: &[u8], purge_at_ms: i64) -> Result<bool, StoreError> {

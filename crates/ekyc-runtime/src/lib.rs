@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod convert;
+pub mod redis;
 pub mod serve;
 pub mod settings;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! Challenges end to end: a correct answer passes; each way of cheating or failing gets its
 //! reason code; forged and reused challenges are refused.
 
+use ekyc_liveness::LivenessConfig;
 use ekyc_proto::v1 as pb;
 use pb::ReasonCode as R;
 
@@ -25,7 +26,7 @@ async fn challenges_are_random_and_say_what_to_do() {
     assert_eq!(c.steps[0].pose(), pb::PoseStep::Frontal);
     assert!(c.steps.windows(2).all(|w| w[0].pose != w[1].pose));
     assert!(c.steps.iter().all(|s| !s.instruction_ja.is_empty() && !s.instruction_en.is_empty() && s.instruction == s.instruction_ja));
-    assert_eq!(c.expires_at_unix_ms - c.issued_at_unix_ms, 120_000);
+    assert_eq!(c.expires_at_unix_ms - c.issued_at_unix_ms, LivenessConfig::default().ttl_s as i64 * 1000);
     assert_eq!(c.client_reference.as_deref(), Some("chat-user-42"));
     let other = create(&mut client, 4).await;
     assert_ne!(c.challenge_id, other.challenge_id);
