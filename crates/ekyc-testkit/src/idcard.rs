@@ -233,6 +233,19 @@ pub struct Scene {
     pub noise_sigma: f32,
     pub glare: Option<Glare>,
     pub jpeg_quality: u8,
+    /// A person beside the card: the portrait source's own face photo (head and shoulders,
+    /// feathered into the background, no frame), as when the holder holds the card up next
+    /// to their face. A document service must not take it for the portrait.
+    pub holder: Option<Holder>,
+}
+
+/// The holder's face beside the card.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Holder {
+    /// The holder's face height over the printed portrait's face height in the photo.
+    pub face_ratio: f32,
+    /// Vertical position of the face in the free space, 0 (top) to 1 (bottom).
+    pub vertical_pos: f32,
 }
 
 /// A random scene: every variation drawn from `seed`.
@@ -322,6 +335,7 @@ pub fn random_scene(seed: u64) -> Scene {
         noise_sigma,
         glare,
         jpeg_quality,
+        holder: None,
     }
 }
 
@@ -342,6 +356,22 @@ impl Scene {
     }
     /// A random scene whose card lies 30-50 % outside the photo (on the side away from the
     /// portrait, which stays mostly visible).
+    /// A random scene with the holder's own face beside the card: the card is smaller and
+    /// pushed to one side of a landscape photo, upright within 15 degrees or at a quarter
+    /// turn, and the holder's face (1.5 to 3 times the printed one) fills the other side.
+    pub fn with_holder(seed: u64) -> Scene {
+        let mut r = Rng::new(seed ^ 0x401D);
+        let base = random_scene(seed);
+        let quarter = if r.chance(0.3) { (r.unit() * 4.0).floor() * 90.0 } else { 0.0 };
+        Scene {
+            photo_size: (1280, 960),
+            fill: r.range(0.5, 0.62),
+            offset: [if r.chance(0.5) { 0.0 } else { 1.0 }, r.range(0.2, 0.8)],
+            rotation_deg: quarter + r.range(-15.0, 15.0),
+            holder: Some(Holder { face_ratio: r.range(1.5, 3.0), vertical_pos: r.range(0.2, 0.6) }),
+            ..base
+        }
+    }
     pub fn cut_off(seed: u64) -> Scene {
         let frac = Rng::new(seed ^ 0xC07).range(0.3, 0.5);
         Scene { cut_off: Some(frac), ..random_scene(seed) }
@@ -410,6 +440,8 @@ pub struct Generated {
     pub ghost: Option<Region>,
     /// Fraction of the card's area outside the photo.
     pub card_fraction_outside: f32,
+    /// The holder's face box in the photo, when the scene has a holder.
+    pub holder_face: Option<BBox>,
     pub applied: Applied,
 }
 
@@ -965,6 +997,60 @@ fn gaussian_blur(c: &mut Canvas, sigma: f32) {
     }
 }
 
+/// Pastes the source's head and shoulders beside `card` (on the side with more room), its
+/// face `face_h` high (shrunk to fit), feathered by an elliptical mask so no frame shows.
+/// Returns the face box in the photo.
+fn draw_holder(photo: &mut Canvas, src: &RgbImage, face: BBox, card: &BBox, face_h: f32, vertical_pos: f32) -> BBox {
+    let (pw, ph) = (photo.w as f32, photo.h as f32);
+    let gap = 0.02 * pw;
+    let (x_lo, x_hi) = if card.center().x < pw / 2.0 { (card.x2 + gap, pw) } else { (0.0, card.x1 - gap) };
+    let free_w = (x_hi - x_lo).max(8.0);
+    // Head and shoulders: 2.6 face heights high, 2.0 wide, face a little above the middle.
+    let face_h = face_h.min(free_w / 2.0).min(ph / 2.8).max(8.0);
+    let k = face_h / face.height().max(1.0);
+    let (cw, ch) = (2.0 * face_h, 2.6 * face_h);
+    let cx = (x_lo + x_hi) / 2.0;
+    let cy = (ch / 2.0 + (ph - ch) * vertical_pos).clamp(ch * 0.4, ph - ch * 0.4);
+    let fc = face.center();
+    // Photo point -> source point: scale by 1/k about the face centre.
+    let (x1, x2) = ((cx - cw / 2.0).max(0.0) as usize, ((cx + cw / 2.0) as usize).min(photo.w));
+    let (y1, y2) = ((cy - ch / 2.0).max(0.0) as usize, ((cy + ch / 2.0) as usize).min(photo.h));
+    let face_cy = cy - 0.1 * ch;
+    // Pre-shrink the source so the bilinear sampling does not alias.
+    let f = (k * 1.25).min(1.0);
+    let small;
+    let src = if f < 0.99 {
+        small = image::imageops::resize(
+            src,
+            ((src.width() as f32 * f) as u32).max(2),
+            ((src.height() as f32 * f) as u32).max(2),
+            FilterType::Triangle,
+        );
+        &small
+    } else {
+        src
+    };
+    let fx = if f < 0.99 { f } else { 1.0 };
+    for y in y1..y2 {
+        for x in x1..x2 {
+            let (dx, dy) = ((x as f32 + 0.5 - cx) / (cw / 2.0), (y as f32 + 0.5 - cy) / (ch / 2.0));
+            let r = (dx * dx + dy * dy).sqrt();
+            let a = ((1.0 - r) / 0.25).clamp(0.0, 1.0);
+            if a <= 0.0 {
+                continue;
+            }
+            let sx = (fc.x + (x as f32 + 0.5 - cx) / k) * fx;
+            let sy = (fc.y + (y as f32 + 0.5 - face_cy) / k) * fx;
+            if sx < 0.0 || sy < 0.0 || sx >= src.width() as f32 || sy >= src.height() as f32 {
+                continue;
+            }
+            photo.blend(x, y, sample_bilinear(src, sx, sy), a);
+        }
+    }
+    let (hw, hh) = (face.width() * k / 2.0, face.height() * k / 2.0);
+    BBox { x1: cx - hw, y1: face_cy - hh, x2: cx + hw, y2: face_cy + hh }
+}
+
 /// Builds the photo of `scene`, printing the face `face_box` of `portrait_source` (ignored
 /// for an empty card).
 pub fn render(scene: &Scene, portrait_source: &RgbImage, face_box: BBox) -> Generated {
@@ -991,6 +1077,14 @@ pub fn render(scene: &Scene, portrait_source: &RgbImage, face_box: BBox) -> Gene
     };
 
     let mut photo = background(scene);
+    let holder_face = match (scene.holder, truth.portrait) {
+        (Some(hd), Some((_, face))) => {
+            let card_box = BBox::around(hm.quad(&BBox { x1: 0.0, y1: 0.0, x2: cwf, y2: chf }));
+            let printed = region(&hm, face, face, pw, ph).face_box.height();
+            Some(draw_holder(&mut photo, portrait_source, face_box, &card_box, printed * hd.face_ratio, hd.vertical_pos))
+        }
+        _ => None,
+    };
     let (w, h) = (photo.w, photo.h);
     let (lg, ld) = (scene.lighting[0], scene.lighting[1].to_radians());
     let (ls, lc) = ld.sin_cos();
@@ -1080,6 +1174,7 @@ pub fn render(scene: &Scene, portrait_source: &RgbImage, face_box: BBox) -> Gene
         portrait,
         ghost,
         card_fraction_outside,
+        holder_face,
         applied: Applied {
             blur_sigma: scene.blur_sigma,
             noise_sigma: scene.noise_sigma,

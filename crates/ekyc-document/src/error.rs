@@ -1,0 +1,46 @@
+//! The service's one error enum and its mapping to gRPC statuses, in one place. Messages
+//! start with the reason code a client can act on, then the field.
+
+use ekyc_vision::VisionError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DocumentError {
+    /// The request itself is wrong (the message says which field and how).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The worker queue is full: the caller should back off and retry.
+    #[error("{0}")]
+    Busy(String),
+    /// Models still loading, or the engine has shut down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or a broken model: not the caller's fault.
+    #[error("{0}")]
+    Internal(String),
+    #[error(transparent)]
+    Serve(#[from] ekyc_runtime::serve::ServeError),
+    #[error("starting threads: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl DocumentError {
+    /// The error for image `field` that could not be used.
+    pub fn image(field: &str, e: VisionError) -> Self {
+        match e {
+            VisionError::Decode(d) => DocumentError::InvalidArgument(format!("{}: {field}: {d}", d.reason_code())),
+            other => DocumentError::Internal(format!("{field}: {other}")),
+        }
+    }
+}
+
+impl From<DocumentError> for tonic::Status {
+    fn from(e: DocumentError) -> Self {
+        match e {
+            DocumentError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
+            DocumentError::Busy(m) => tonic::Status::resource_exhausted(m),
+            DocumentError::Unavailable(m) => tonic::Status::unavailable(m),
+            other => tonic::Status::internal(other.to_string()),
+        }
+    }
+}
