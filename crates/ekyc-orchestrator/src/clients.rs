@@ -68,7 +68,12 @@ impl BackendError {
         match self {
             BackendError::Timeout { backend, ms } => format!("BACKEND_TIMEOUT: {backend} did not answer within {ms} ms"),
             BackendError::Status { backend, status } => {
-                format!("{}: {backend}: {:?}: {}", self.reason_code().as_str_name().trim_start_matches("REASON_CODE_"), status.code(), status.message())
+                format!(
+                    "{}: {backend}: {:?}: {}",
+                    self.reason_code().as_str_name().trim_start_matches("REASON_CODE_"),
+                    status.code(),
+                    status.message()
+                )
             }
         }
     }
@@ -77,7 +82,9 @@ impl BackendError {
 impl From<BackendError> for OrchestratorError {
     fn from(e: BackendError) -> Self {
         match &e {
-            BackendError::Status { status, .. } if status.code() == Code::InvalidArgument => OrchestratorError::InvalidArgument(status.message().to_string()),
+            BackendError::Status { status, .. } if status.code() == Code::InvalidArgument => {
+                OrchestratorError::InvalidArgument(status.message().to_string())
+            }
             BackendError::Status { status, .. } if status.code() == Code::ResourceExhausted => OrchestratorError::Busy(e.describe()),
             _ => OrchestratorError::Unavailable(e.describe()),
         }
@@ -193,7 +200,10 @@ where
                 Ok(Err(status)) => {
                     let retry = idempotent && attempt <= b.retries && matches!(status.code(), Code::Unavailable | Code::ResourceExhausted);
                     if !retry {
-                        if status.code() == Code::DeadlineExceeded {
+                        // The deadline ran out in the transport (tonic reports its own
+                        // grpc-timeout as CANCELLED) or at the server.
+                        let spent = deadline.saturating_duration_since(Instant::now()) < Duration::from_millis(5);
+                        if status.code() == Code::DeadlineExceeded || (status.code() == Code::Cancelled && spent) {
                             return Err(timeout);
                         }
                         return Err(BackendError::Status { backend: b.name, status });

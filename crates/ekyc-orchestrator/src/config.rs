@@ -28,7 +28,13 @@ pub struct BackendConfig {
 
 impl BackendConfig {
     fn local(port: u16) -> Self {
-        Self { endpoint: format!("http://127.0.0.1:{port}"), timeout_ms: 10_000, connect_timeout_ms: 1_000, max_concurrency: 16, retries: 2 }
+        Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            timeout_ms: 10_000,
+            connect_timeout_ms: 1_000,
+            max_concurrency: 16,
+            retries: 2,
+        }
     }
 }
 
@@ -116,12 +122,15 @@ impl OrchestratorConfig {
             return Err(format!("default_policy {:?} is not among the policies", self.default_policy));
         }
         for (name, p) in &self.policies {
-            if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+            if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            {
                 return Err(format!("policy name {name:?}: 1 to 64 characters of A-Z a-z 0-9 - _ ."));
             }
             p.validate().map_err(|e| format!("policies.{name}: {e}"))?;
         }
-        for (name, b) in [("liveness", &self.backends.liveness), ("document", &self.backends.document), ("facematch", &self.backends.facematch)] {
+        for (name, b) in
+            [("liveness", &self.backends.liveness), ("document", &self.backends.document), ("facematch", &self.backends.facematch)]
+        {
             if !(b.endpoint.starts_with("http://") || b.endpoint.starts_with("https://")) {
                 return Err(format!("backends.{name}.endpoint must start with http:// or https://"));
             }

@@ -104,7 +104,14 @@ pub fn decide(policy: &Policy, evidence: &Evidence) -> Verdict {
             unavailable = true;
             reasons.push(why.clone());
         }
-        Outcome::Measured(l) => factors.push(factor(FactorKind::Liveness, w.liveness, r.require_frames, if l.passed { l.score } else { 0.0 }, l.passed, l.reasons.clone())),
+        Outcome::Measured(l) => factors.push(factor(
+            FactorKind::Liveness,
+            w.liveness,
+            r.require_frames,
+            if l.passed { l.score } else { 0.0 },
+            l.passed,
+            l.reasons.clone(),
+        )),
     }
     match &evidence.face_match {
         Outcome::Absent => {}
@@ -157,7 +164,14 @@ pub fn decide(policy: &Policy, evidence: &Evidence) -> Verdict {
             let warnings = i.reasons.iter().filter(|x| !x.blocking).count() as f32;
             let score = if blocking { 0.0 } else { clamp01(base) - 0.1 * warnings };
             let passed = !blocking && i.min_frame_similarity.is_none_or(|s| s >= r.same_person_threshold);
-            factors.push(factor(FactorKind::IdentityConsistency, w.identity_consistency, r.require_frames, score, passed, i.reasons.clone()));
+            factors.push(factor(
+                FactorKind::IdentityConsistency,
+                w.identity_consistency,
+                r.require_frames,
+                score,
+                passed,
+                i.reasons.clone(),
+            ));
         }
     }
     let mut signature_valid = false;
@@ -171,7 +185,14 @@ pub fn decide(policy: &Policy, evidence: &Evidence) -> Verdict {
         Outcome::Measured(s) => {
             signature_valid = s.valid;
             signature_failed = !s.valid;
-            factors.push(factor(FactorKind::Signature, w.signature, r.require_signature, if s.valid { 1.0 } else { 0.0 }, s.valid, s.reasons.clone()));
+            factors.push(factor(
+                FactorKind::Signature,
+                w.signature,
+                r.require_signature,
+                if s.valid { 1.0 } else { 0.0 },
+                s.valid,
+                s.reasons.clone(),
+            ));
         }
     }
 
@@ -193,8 +214,12 @@ pub fn decide(policy: &Policy, evidence: &Evidence) -> Verdict {
                 Ok(FactorKind::Liveness) => ReasonCode::LivenessFailed,
                 Ok(FactorKind::FaceMatch) => ReasonCode::FaceMismatch,
                 Ok(FactorKind::Signature) => ReasonCode::SignatureInvalid,
-                Ok(FactorKind::DocumentQuality) => f.reasons.iter().find(|x| x.blocking).and_then(|x| ReasonCode::try_from(x.code).ok()).unwrap_or(ReasonCode::NoPortrait),
-                _ => f.reasons.iter().find(|x| x.blocking).and_then(|x| ReasonCode::try_from(x.code).ok()).unwrap_or(ReasonCode::FaceChanged),
+                Ok(FactorKind::DocumentQuality) => {
+                    f.reasons.iter().find(|x| x.blocking).and_then(|x| ReasonCode::try_from(x.code).ok()).unwrap_or(ReasonCode::NoPortrait)
+                }
+                _ => {
+                    f.reasons.iter().find(|x| x.blocking).and_then(|x| ReasonCode::try_from(x.code).ok()).unwrap_or(ReasonCode::FaceChanged)
+                }
             };
             let name = FactorKind::try_from(f.kind).map(|k| k.as_str_name()).unwrap_or("FACTOR");
             reasons.push(reason(code, format!("required factor {name} failed"), true));
@@ -304,7 +329,8 @@ mod tests {
     #[test]
     fn failed_liveness_rejects_whatever_the_score() {
         let mut e = good();
-        e.liveness = Outcome::Measured(Liveness { passed: false, score: 0.9, reasons: vec![reason(ReasonCode::PoseNotReached, "x", true)] });
+        e.liveness =
+            Outcome::Measured(Liveness { passed: false, score: 0.9, reasons: vec![reason(ReasonCode::PoseNotReached, "x", true)] });
         let v = decide(&policy("low-risk"), &e);
         assert_eq!(v.decision, Decision::Reject);
         assert!(codes(&v).contains(&ReasonCode::LivenessFailed));

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use ekyc_evidence::EvidenceKey;
 use ekyc_proto::v1::{
     AddDocumentRequest, AddFrameRequest, AddSignatureRequest, CancelSessionRequest, Challenge, CheckFrameRequest, CompareRequest,
-    CreateChallengeRequest, DocumentCheck, Embedding, EvidenceKind, ExtractPortraitRequest, FaceInput, FinishRequest, Frame,
-    FrameCheck, GetSessionRequest, ListPoliciesResponse, MissingEvidence, PoseStep, Reason, ReasonCode, RevocationStatus, SessionProgress,
+    CreateChallengeRequest, DocumentCheck, Embedding, EvidenceKind, ExtractPortraitRequest, FaceInput, FinishRequest, Frame, FrameCheck,
+    GetSessionRequest, ListPoliciesResponse, MissingEvidence, PoseStep, Reason, ReasonCode, RevocationStatus, SessionProgress,
     SessionState, SignatureCheck, SignatureEvidence, StartSessionRequest, StartSessionResponse, StepStatus, VerificationResult,
     VerifyChallengeRequest, VerifyRequest, face_input, session_progress,
 };
@@ -76,7 +76,9 @@ impl Engine {
     pub fn new(cfg: OrchestratorConfig, keys: Keys, max_message_bytes: usize) -> Result<Engine> {
         cfg.validate().map_err(OrchestratorError::Config)?;
         let store = match &cfg.redis_url {
-            Some(url) => Store::redis(url, Duration::from_millis(cfg.redis_timeout_ms)).map_err(|e| OrchestratorError::Config(e.to_string()))?,
+            Some(url) => {
+                Store::redis(url, Duration::from_millis(cfg.redis_timeout_ms)).map_err(|e| OrchestratorError::Config(e.to_string()))?
+            }
             None => Store::memory(),
         };
         let trust = TrustStore::load(&cfg.signature).map_err(|e| OrchestratorError::Config(format!("signature trust anchors: {e}")))?;
@@ -101,7 +103,10 @@ impl Engine {
     }
 
     pub fn list_policies(&self) -> ListPoliciesResponse {
-        ListPoliciesResponse { policies: self.policies.all().map(Policy::summary).collect(), default_policy: self.policies.default_name().to_string() }
+        ListPoliciesResponse {
+            policies: self.policies.all().map(Policy::summary).collect(),
+            default_policy: self.policies.default_name().to_string(),
+        }
     }
 
     fn policy(&self, s: &Session) -> Result<&Policy> {
@@ -118,7 +123,9 @@ impl Engine {
         let policy = self
             .policies
             .get(&req.policy)
-            .ok_or_else(|| OrchestratorError::NotFound(format!("policy {:?} is not offered; ListPolicies names those that are", req.policy)))?
+            .ok_or_else(|| {
+                OrchestratorError::NotFound(format!("policy {:?} is not offered; ListPolicies names those that are", req.policy))
+            })?
             .clone();
         if req.client_reference.as_ref().is_some_and(|r| r.len() > MAX_ID_BYTES) {
             return Err(OrchestratorError::InvalidArgument(format!("client_reference: at most {MAX_ID_BYTES} bytes")));
@@ -137,7 +144,8 @@ impl Engine {
         let now = now_ms();
         let ttl_ms = i64::try_from(policy.rules.session_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
         // A session cannot outlive its challenge: its frames would no longer be verifiable.
-        let expires = now.saturating_add(ttl_ms).min(if challenge.expires_at_unix_ms > 0 { challenge.expires_at_unix_ms } else { i64::MAX });
+        let expires =
+            now.saturating_add(ttl_ms).min(if challenge.expires_at_unix_ms > 0 { challenge.expires_at_unix_ms } else { i64::MAX });
         let id = format!("s_{}", random_token(24)?);
         let nonce = random_bytes(32)?;
         let session = Session {
@@ -163,7 +171,13 @@ impl Engine {
             return Err(OrchestratorError::Internal("session id collision; retry".into()));
         }
         tracing::info!(session = %id, policy = %policy.name, steps = challenge.steps.len(), "session started");
-        Ok(StartSessionResponse { session_id: id, challenge: Some(challenge), nonce, expires_at_unix_ms: expires, policy: Some(policy.summary()) })
+        Ok(StartSessionResponse {
+            session_id: id,
+            challenge: Some(challenge),
+            nonce,
+            expires_at_unix_ms: expires,
+            policy: Some(policy.summary()),
+        })
     }
 
     fn purge_at(&self, s: &Session) -> i64 {
@@ -172,7 +186,9 @@ impl Engine {
 
     async fn load(&self, id: &str) -> Result<(Session, u64)> {
         if id.is_empty() || id.len() > MAX_ID_BYTES || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-            return Err(OrchestratorError::InvalidArgument("session_id: the id StartSession returned (URL-safe ASCII, at most 128 bytes)".into()));
+            return Err(OrchestratorError::InvalidArgument(
+                "session_id: the id StartSession returned (URL-safe ASCII, at most 128 bytes)".into(),
+            ));
         }
         let stored = self
             .store
@@ -224,7 +240,12 @@ impl Engine {
         let (check, satisfied) = judge_frame(&policy, &s, measured.check.clone(), measured.embedding.as_ref(), frontal.as_ref());
         let sealed = self.seal_embedding(&s.id, &format!("step-{step}"), measured.embedding.as_ref())?;
         let kept = KeptFrame { check: check.encode_to_vec(), satisfied, attestation: measured.attestation.clone(), embedding: sealed };
-        let digest = ImageDigest { kind: "frame".into(), step_index: Some(measured.step_index), sha256: measured.sha256.clone(), received_at_unix_ms: now_ms() };
+        let digest = ImageDigest {
+            kind: "frame".into(),
+            step_index: Some(measured.step_index),
+            sha256: measured.sha256.clone(),
+            received_at_unix_ms: now_ms(),
+        };
         let (s, ()) = self
             .update(&s.id, |s| {
                 collecting(s, now_ms())?;
@@ -244,7 +265,12 @@ impl Engine {
         let measured = self.measure_document(image, req.type_hint).await?;
         let sealed = self.seal_embedding(&s.id, "portrait", measured.embedding.as_ref())?;
         let kept = KeptDocument { check: measured.check.encode_to_vec(), usable: measured.check.usable, embedding: sealed };
-        let digest = ImageDigest { kind: "document".into(), step_index: None, sha256: measured.check.image_sha256.clone(), received_at_unix_ms: now_ms() };
+        let digest = ImageDigest {
+            kind: "document".into(),
+            step_index: None,
+            sha256: measured.check.image_sha256.clone(),
+            received_at_unix_ms: now_ms(),
+        };
         let (s, ()) = self
             .update(&s.id, |s| {
                 collecting(s, now_ms())?;
@@ -281,7 +307,9 @@ impl Engine {
         let (s, _) = self
             .update(&req.session_id, |s| {
                 if s.phase == Phase::Finished {
-                    return Err(OrchestratorError::FailedPrecondition("ALREADY_USED: the session is finished and cannot be cancelled".into()));
+                    return Err(OrchestratorError::FailedPrecondition(
+                        "ALREADY_USED: the session is finished and cannot be cancelled".into(),
+                    ));
                 }
                 // Keep the shell (state, challenge, policy) for GetSession until the purge;
                 // drop every piece of evidence now.
@@ -314,7 +342,9 @@ impl Engine {
     pub async fn verify(&self, req: VerifyRequest) -> Result<VerificationResult> {
         let (s, _) = self.load(&req.session_id).await?;
         if s.phase == Phase::Finished {
-            return Err(OrchestratorError::FailedPrecondition("ALREADY_USED: the session is already finished; GetSession returns its result".into()));
+            return Err(OrchestratorError::FailedPrecondition(
+                "ALREADY_USED: the session is already finished; GetSession returns its result".into(),
+            ));
         }
         collecting(&s, now_ms())?;
         // Validate everything before any backend is asked or anything stored.
@@ -330,8 +360,12 @@ impl Engine {
         for f in &req.frames {
             per_step[f.step_index as usize] += 1;
         }
-        if let Some((step, n)) = per_step.iter().enumerate().find(|(i, n)| s.steps[*i].frames_received + **n > self.cfg.max_frames_per_step) {
-            return Err(OrchestratorError::Busy(format!("STEP_MISSING: {n} frames for step {step} exceed the {} a session accepts per step", self.cfg.max_frames_per_step)));
+        if let Some((step, n)) = per_step.iter().enumerate().find(|(i, n)| s.steps[*i].frames_received + **n > self.cfg.max_frames_per_step)
+        {
+            return Err(OrchestratorError::Busy(format!(
+                "STEP_MISSING: {n} frames for step {step} exceed the {} a session accepts per step",
+                self.cfg.max_frames_per_step
+            )));
         }
         let policy = self.policy(&s)?.clone();
         let signature = match req.signature {
@@ -357,13 +391,19 @@ impl Engine {
             let step = m.step_index as usize;
             let sealed = self.seal_embedding(&s.id, &format!("step-{step}"), m.embedding.as_ref())?;
             let kept = KeptFrame { check: check.encode_to_vec(), satisfied, attestation: m.attestation, embedding: sealed };
-            let digest = ImageDigest { kind: "frame".into(), step_index: Some(m.step_index), sha256: m.sha256, received_at_unix_ms: now_ms() };
+            let digest =
+                ImageDigest { kind: "frame".into(), step_index: Some(m.step_index), sha256: m.sha256, received_at_unix_ms: now_ms() };
             apply_frame(&mut next, step, kept, digest, self.cfg.max_frames_per_step)?;
         }
         if let Some(d) = document {
             let sealed = self.seal_embedding(&s.id, "portrait", d.embedding.as_ref())?;
             let kept = KeptDocument { check: d.check.encode_to_vec(), usable: d.check.usable, embedding: sealed };
-            let digest = ImageDigest { kind: "document".into(), step_index: None, sha256: d.check.image_sha256.clone(), received_at_unix_ms: now_ms() };
+            let digest = ImageDigest {
+                kind: "document".into(),
+                step_index: None,
+                sha256: d.check.image_sha256.clone(),
+                received_at_unix_ms: now_ms(),
+            };
             apply_document(&mut next, kept, digest, &d.models);
         }
         if let Some(check) = signature {
@@ -395,7 +435,9 @@ impl Engine {
             .update(&s.id, |cur| {
                 collecting(cur, now_ms())?;
                 if cur.finishing_until_unix_ms > now_ms() {
-                    return Err(OrchestratorError::Aborted("ABORTED: another call is finishing this session; GetSession shows the result".into()));
+                    return Err(OrchestratorError::Aborted(
+                        "ABORTED: another call is finishing this session; GetSession shows the result".into(),
+                    ));
                 }
                 let mut next = evidence_copy.clone();
                 next.finishing_until_unix_ms = now_ms() + hold_ms;
@@ -450,8 +492,10 @@ impl Engine {
         };
         let steps = liveness.as_ref().ok().map(|(_, r)| r.steps.clone()).unwrap_or_default();
         let payload = crate::record::payload(&self.cfg.issuer, &claimed, &result, &steps, min_sim);
-        let jws = ekyc_evidence::sign(&self.evidence_key, &payload).map_err(|e| OrchestratorError::Internal(format!("signing the evidence record: {e}")))?;
-        result.evidence = Some(ekyc_proto::v1::EvidenceRecord { evidence_jws: jws, key_id: self.evidence_key.kid(), algorithm: "EdDSA".into() });
+        let jws = ekyc_evidence::sign(&self.evidence_key, &payload)
+            .map_err(|e| OrchestratorError::Internal(format!("signing the evidence record: {e}")))?;
+        result.evidence =
+            Some(ekyc_proto::v1::EvidenceRecord { evidence_jws: jws, key_id: self.evidence_key.kid(), algorithm: "EdDSA".into() });
         let (stored, ()) = self
             .update(&claimed.id, |cur| {
                 cur.phase = Phase::Finished;
@@ -479,9 +523,12 @@ impl Engine {
             return Ok(Outcome::Absent);
         }
         let live = frontal_embedding_any(s, &self.sealer);
-        let portrait = s.document.as_ref().filter(|d| d.usable).and_then(|d| d.embedding.as_ref()).and_then(|e| {
-            self.sealer.open(&s.id, "portrait", e).ok().map(|v| Embedding { values: v, model_id: e.model_id.clone() })
-        });
+        let portrait = s
+            .document
+            .as_ref()
+            .filter(|d| d.usable)
+            .and_then(|d| d.embedding.as_ref())
+            .and_then(|e| self.sealer.open(&s.id, "portrait", e).ok().map(|v| Embedding { values: v, model_id: e.model_id.clone() }));
         let (Some(a), Some(b)) = (live, portrait) else {
             let mut reasons = Vec::new();
             if frontal_embedding_any(s, &self.sealer).is_none() {
@@ -490,7 +537,12 @@ impl Engine {
             if s.document.as_ref().is_none_or(|d| !d.usable || d.embedding.is_none()) {
                 reasons.push(reason(ReasonCode::NoPortrait, "no usable portrait on the document", true));
             }
-            return Ok(Outcome::Measured(decide::FaceMatch { similarity: None, threshold: policy.rules.face_match_threshold.unwrap_or(0.0), match_score: None, reasons }));
+            return Ok(Outcome::Measured(decide::FaceMatch {
+                similarity: None,
+                threshold: policy.rules.face_match_threshold.unwrap_or(0.0),
+                match_score: None,
+                reasons,
+            }));
         };
         let req = CompareRequest {
             a: Some(FaceInput { input: Some(face_input::Input::Embedding(a)) }),
@@ -501,9 +553,13 @@ impl Engine {
         Ok(Outcome::Measured(decide::FaceMatch { similarity: resp.similarity, threshold, match_score: resp.score, reasons: resp.reasons }))
     }
 
-    async fn verify_liveness(&self, s: &Session) -> std::result::Result<(decide::Liveness, ekyc_proto::v1::VerifyChallengeResponse), Reason> {
+    async fn verify_liveness(
+        &self,
+        s: &Session,
+    ) -> std::result::Result<(decide::Liveness, ekyc_proto::v1::VerifyChallengeResponse), Reason> {
         let challenge = s.challenge();
-        let attestations: Vec<Vec<u8>> = s.steps.iter().filter_map(|st| st.kept.as_ref()).map(|k| k.attestation.clone()).filter(|a| !a.is_empty()).collect();
+        let attestations: Vec<Vec<u8>> =
+            s.steps.iter().filter_map(|st| st.kept.as_ref()).map(|k| k.attestation.clone()).filter(|a| !a.is_empty()).collect();
         let req = VerifyChallengeRequest { challenge_id: challenge.challenge_id.clone(), frames: vec![], frame_attestations: attestations };
         match self.backends.verify_challenge(req).await {
             Ok(resp) => Ok((decide::Liveness { passed: resp.passed, score: resp.liveness_score, reasons: resp.reasons.clone() }, resp)),
@@ -574,7 +630,9 @@ impl Engine {
 
     async fn check_signature(&self, nonce: &[u8], ev: SignatureEvidence) -> Result<SignatureCheck> {
         if ev.certificate_chain.is_empty() {
-            return Err(OrchestratorError::InvalidArgument("CERT_UNTRUSTED: signature.certificate_chain: at least the signer's certificate (DER)".into()));
+            return Err(OrchestratorError::InvalidArgument(
+                "CERT_UNTRUSTED: signature.certificate_chain: at least the signer's certificate (DER)".into(),
+            ));
         }
         if ev.signature.is_empty() {
             return Err(OrchestratorError::InvalidArgument("SIGNATURE_INVALID: signature.signature: no bytes".into()));
@@ -583,8 +641,12 @@ impl Engine {
         let nonce = nonce.to_vec();
         // RSA and ECDSA verification is CPU work: off the async threads.
         let verdict = tokio::task::block_in_place(|| {
-            let input =
-                SignatureInput { chain: &ev.certificate_chain, signature: &ev.signature, algorithm: &ev.signature_algorithm, claimed_nonce: ev.nonce.as_deref() };
+            let input = SignatureInput {
+                chain: &ev.certificate_chain,
+                signature: &ev.signature,
+                algorithm: &ev.signature_algorithm,
+                claimed_nonce: ev.nonce.as_deref(),
+            };
             trust.verify(&input, &nonce, SystemTime::now())
         })
         .map_err(|e| OrchestratorError::InvalidArgument(format!("SIGNATURE_INVALID: signature: {e}")))?;
@@ -592,7 +654,8 @@ impl Engine {
             .failures
             .iter()
             .map(|f| {
-                let code = ReasonCode::from_str_name(&format!("REASON_CODE_{}", f.kind.reason_code())).unwrap_or(ReasonCode::SignatureInvalid);
+                let code =
+                    ReasonCode::from_str_name(&format!("REASON_CODE_{}", f.kind.reason_code())).unwrap_or(ReasonCode::SignatureInvalid);
                 reason(code, f.message.clone(), true)
             })
             .collect();
@@ -698,11 +761,13 @@ fn random_token(n: usize) -> Result<String> {
 /// Refuses a session that no longer accepts evidence.
 fn collecting(s: &Session, now: i64) -> Result<()> {
     match s.phase {
-        Phase::Finished => Err(OrchestratorError::FailedPrecondition("ALREADY_USED: the session is finished; GetSession returns its result".into())),
-        Phase::Cancelled => Err(OrchestratorError::FailedPrecondition("ALREADY_USED: the session was cancelled; start a new one".into())),
-        Phase::Collecting if s.expired(now) => {
-            Err(OrchestratorError::FailedPrecondition("SESSION_EXPIRED: the session expired before it was finished; start a new one".into()))
+        Phase::Finished => {
+            Err(OrchestratorError::FailedPrecondition("ALREADY_USED: the session is finished; GetSession returns its result".into()))
         }
+        Phase::Cancelled => Err(OrchestratorError::FailedPrecondition("ALREADY_USED: the session was cancelled; start a new one".into())),
+        Phase::Collecting if s.expired(now) => Err(OrchestratorError::FailedPrecondition(
+            "SESSION_EXPIRED: the session expired before it was finished; start a new one".into(),
+        )),
         Phase::Collecting => Ok(()),
     }
 }
@@ -729,7 +794,9 @@ fn backend_error(e: BackendError, what: &str) -> OrchestratorError {
         // The challenge behind the session expired or was used at the liveness service.
         BackendError::Status { status, .. } if status.code() == tonic::Code::FailedPrecondition => {
             if status.message().starts_with("EXPIRED") {
-                OrchestratorError::FailedPrecondition(format!("SESSION_EXPIRED: {what}: the session's challenge expired; start a new session"))
+                OrchestratorError::FailedPrecondition(format!(
+                    "SESSION_EXPIRED: {what}: the session's challenge expired; start a new session"
+                ))
             } else {
                 OrchestratorError::FailedPrecondition(status.message().to_string())
             }
@@ -751,7 +818,13 @@ fn frontal_embedding_any(s: &Session, sealer: &Sealer) -> Option<Embedding> {
 }
 
 /// Completes a frame's check with the same-person test against the frontal frame.
-fn judge_frame(policy: &Policy, s: &Session, mut check: FrameCheck, emb: Option<&Embedding>, frontal: Option<&Vec<f32>>) -> (FrameCheck, bool) {
+fn judge_frame(
+    policy: &Policy,
+    s: &Session,
+    mut check: FrameCheck,
+    emb: Option<&Embedding>,
+    frontal: Option<&Vec<f32>>,
+) -> (FrameCheck, bool) {
     let is_frontal = s.challenge().steps.get(check.step_index as usize).is_some_and(|c| c.pose == PoseStep::Frontal as i32);
     if !is_frontal && let (Some(e), Some(f)) = (emb, frontal) {
         check.similarity_to_reference = cosine(&e.values, f);
@@ -760,7 +833,8 @@ fn judge_frame(policy: &Policy, s: &Session, mut check: FrameCheck, emb: Option<
         && sim < policy.rules.same_person_threshold
     {
         let mut r = reason(ReasonCode::FaceChanged, "this face is not the one in the frontal frame", true);
-        (r.measured, r.limit, r.step_index) = (Some(f64::from(sim)), Some(f64::from(policy.rules.same_person_threshold)), Some(check.step_index));
+        (r.measured, r.limit, r.step_index) =
+            (Some(f64::from(sim)), Some(f64::from(policy.rules.same_person_threshold)), Some(check.step_index));
         check.reasons.push(r);
         check.step_satisfied = false;
     }
@@ -771,7 +845,9 @@ fn judge_frame(policy: &Policy, s: &Session, mut check: FrameCheck, emb: Option<
 fn apply_frame(s: &mut Session, step: usize, kept: KeptFrame, digest: ImageDigest, max_per_step: u32) -> Result<()> {
     let st = &mut s.steps[step];
     if st.frames_received >= max_per_step {
-        return Err(OrchestratorError::Busy(format!("STEP_MISSING: step {step} already received {max_per_step} frames, the most one session accepts per step")));
+        return Err(OrchestratorError::Busy(format!(
+            "STEP_MISSING: step {step} already received {max_per_step} frames, the most one session accepts per step"
+        )));
     }
     st.frames_received += 1;
     // Keep the most recent satisfying frame, or the most recent one while none satisfies.
@@ -795,12 +871,19 @@ fn apply_document(s: &mut Session, kept: KeptDocument, digest: ImageDigest, mode
 fn missing_evidence(s: &Session, policy: &Policy, challenge: &Challenge) -> Vec<MissingEvidence> {
     let r = &policy.rules;
     let mut out = Vec::new();
-    let unsatisfied: Vec<u32> = s.steps.iter().enumerate().filter(|(_, st)| !st.kept.as_ref().is_some_and(|k| k.satisfied)).map(|(i, _)| i as u32).collect();
+    let unsatisfied: Vec<u32> =
+        s.steps.iter().enumerate().filter(|(_, st)| !st.kept.as_ref().is_some_and(|k| k.satisfied)).map(|(i, _)| i as u32).collect();
     if !unsatisfied.is_empty() {
         let poses: Vec<String> = unsatisfied
             .iter()
             .filter_map(|i| challenge.steps.get(*i as usize))
-            .map(|c| if c.instruction_en.is_empty() { PoseStep::try_from(c.pose).map_or("?".into(), |p| p.as_str_name().to_lowercase()) } else { c.instruction_en.clone() })
+            .map(|c| {
+                if c.instruction_en.is_empty() {
+                    PoseStep::try_from(c.pose).map_or("?".into(), |p| p.as_str_name().to_lowercase())
+                } else {
+                    c.instruction_en.clone()
+                }
+            })
             .collect();
         out.push(MissingEvidence {
             kind: EvidenceKind::Frames as i32,
@@ -823,7 +906,8 @@ fn missing_evidence(s: &Session, policy: &Policy, challenge: &Challenge) -> Vec<
             step_indexes: vec![],
             required: r.require_signature,
             message: if r.accept_requires_signature {
-                "sign the session nonce with your certificate (e.g. the My Number card's signing certificate); without it staff must review".into()
+                "sign the session nonce with your certificate (e.g. the My Number card's signing certificate); without it staff must review"
+                    .into()
             } else {
                 "optionally sign the session nonce with your certificate".into()
             },

@@ -42,12 +42,26 @@ pub use keys::Keys;
 pub const KIND: ServiceKind = ServiceKind::Orchestrator;
 
 /// Serves `engine` on `listener` until `shutdown` completes.
-pub async fn serve(engine: Arc<Engine>, max_message_bytes: usize, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), OrchestratorError> {
+pub async fn serve(
+    engine: Arc<Engine>,
+    max_message_bytes: usize,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), OrchestratorError> {
     let cell = Arc::new(OnceLock::new());
     let api = OrchestratorServer::new(service::OrchestratorService::new(Arc::clone(&cell)))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
     let max_in_flight = engine.config().max_in_flight;
-    serve_api(KIND, cell, ServeEngine::<Engine, fn() -> Result<Engine, OrchestratorError>>::Ready(engine), api, max_in_flight, listener, shutdown).await?;
+    serve_api(
+        KIND,
+        cell,
+        ServeEngine::<Engine, fn() -> Result<Engine, OrchestratorError>>::Ready(engine),
+        api,
+        max_in_flight,
+        listener,
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

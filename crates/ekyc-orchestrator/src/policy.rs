@@ -155,7 +155,11 @@ impl Policy {
 
     pub fn summary(&self) -> PolicySummary {
         let r = &self.rules;
-        let kinds = [(EvidenceKind::Frames, r.require_frames), (EvidenceKind::Document, r.require_document), (EvidenceKind::Signature, r.require_signature)];
+        let kinds = [
+            (EvidenceKind::Frames, r.require_frames),
+            (EvidenceKind::Document, r.require_document),
+            (EvidenceKind::Signature, r.require_signature),
+        ];
         let required = kinds.iter().filter(|(_, req)| *req).map(|(k, _)| *k as i32).collect();
         let optional = kinds.iter().filter(|(_, req)| !*req).map(|(k, _)| *k as i32).collect();
         PolicySummary {

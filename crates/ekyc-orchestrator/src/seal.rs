@@ -40,7 +40,8 @@ impl Sealer {
         getrandom::fill(&mut nonce).map_err(|e| format!("no randomness: {e}"))?;
         let msg: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let aad = aad(session_id, purpose, model_id);
-        let ct = self.cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: &msg, aad: &aad }).map_err(|_| "sealing failed".to_string())?;
+        let ct =
+            self.cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: &msg, aad: &aad }).map_err(|_| "sealing failed".to_string())?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
         Ok(SealedEmbedding { model_id: model_id.to_string(), sealed: B64.encode(out) })

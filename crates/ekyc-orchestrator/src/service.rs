@@ -20,7 +20,10 @@ impl OrchestratorService {
     }
 
     fn engine(&self) -> Result<Arc<Engine>, Status> {
-        self.engine.get().cloned().ok_or_else(|| Status::from(OrchestratorError::Unavailable("the orchestrator is starting; retry shortly".into())))
+        self.engine
+            .get()
+            .cloned()
+            .ok_or_else(|| Status::from(OrchestratorError::Unavailable("the orchestrator is starting; retry shortly".into())))
     }
 }
 

@@ -155,6 +155,9 @@ impl Session {
     }
 
     pub fn model_infos(&self) -> Vec<ModelInfo> {
-        self.models.iter().map(|(role, model_id, sha256)| ModelInfo { role: role.clone(), model_id: model_id.clone(), sha256: sha256.clone() }).collect()
+        self.models
+            .iter()
+            .map(|(role, model_id, sha256)| ModelInfo { role: role.clone(), model_id: model_id.clone(), sha256: sha256.clone() })
+            .collect()
     }
 }
