@@ -46,7 +46,7 @@ pub struct Engine {
     backends: Backends,
     sealer: Sealer,
     evidence_key: EvidenceKey,
-    trust: TrustStore,
+    trust: std::sync::Arc<TrustStore>,
 }
 
 /// What an Add* call measured, for the progress it answers with.
@@ -88,7 +88,7 @@ impl Engine {
             sealer: Sealer::new(&keys.session_key).map_err(OrchestratorError::Config)?,
             evidence_key: keys.evidence_key,
             store,
-            trust,
+            trust: std::sync::Arc::new(trust),
             cfg,
         })
     }
@@ -637,18 +637,17 @@ impl Engine {
         if ev.signature.is_empty() {
             return Err(OrchestratorError::InvalidArgument("SIGNATURE_INVALID: signature.signature: no bytes".into()));
         }
-        let trust = &self.trust;
+        let trust = std::sync::Arc::clone(&self.trust);
         let nonce = nonce.to_vec();
+        let claimed = ev.nonce.clone();
+        let (chain, signature, algorithm) = (ev.certificate_chain, ev.signature, ev.signature_algorithm);
         // RSA and ECDSA verification is CPU work: off the async threads.
-        let verdict = tokio::task::block_in_place(|| {
-            let input = SignatureInput {
-                chain: &ev.certificate_chain,
-                signature: &ev.signature,
-                algorithm: &ev.signature_algorithm,
-                claimed_nonce: ev.nonce.as_deref(),
-            };
+        let verdict = tokio::task::spawn_blocking(move || {
+            let input = SignatureInput { chain: &chain, signature: &signature, algorithm: &algorithm, claimed_nonce: claimed.as_deref() };
             trust.verify(&input, &nonce, SystemTime::now())
         })
+        .await
+        .map_err(|e| OrchestratorError::Internal(format!("signature check did not finish: {e}")))?
         .map_err(|e| OrchestratorError::InvalidArgument(format!("SIGNATURE_INVALID: signature: {e}")))?;
         let reasons = verdict
             .failures
