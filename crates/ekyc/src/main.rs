@@ -1,6 +1,7 @@
 //! `ekyc`: the command-line front end. Thin: it parses arguments, loads settings and calls
 //! the libraries; every error ends as one line on stderr and a non-zero exit code.
 
+mod document;
 mod eval;
 mod evidence;
 mod faces;
@@ -45,6 +46,15 @@ enum Command {
     Compare {
         image_a: PathBuf,
         image_b: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find the ID document in a photo and extract its portrait (as the document service).
+    Document {
+        image: PathBuf,
+        /// Write the portrait crop (PNG) here.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -172,6 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Faces { images, json, embed } => faces::faces(&settings, &images, json, embed),
         Command::Compare { image_a, image_b, json } => faces::compare(&settings, &image_a, &image_b, json),
         Command::Eval { what: EvalCommand::Pairs { csv, image_dir, json } } => eval::pairs(&settings, &csv, &image_dir, json),
+        Command::Document { image, out, json } => document::document(&settings, &image, out.as_deref(), json),
         Command::Serve { service } => serve::serve(&settings, service),
         Command::Evidence { what: EvidenceCommand::Verify { file, key, json } } => evidence::verify(&file, key.as_deref(), json),
         Command::Health { wait } => health::health(&settings, wait),
