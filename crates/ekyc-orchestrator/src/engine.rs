@@ -228,24 +228,15 @@ impl Engine {
         let frame = req.frame.ok_or_else(|| OrchestratorError::InvalidArgument("IMAGE_EMPTY: frame: required".into()))?;
         validate_frame(&s, &frame, "frame")?;
         let step = frame.step_index as usize;
+        // Checked again when storing (a concurrent call may have added one); checked here
+        // so that a full step costs no backend call.
         if s.steps[step].frames_received >= self.cfg.max_frames_per_step {
-            return Err(OrchestratorError::Busy(format!(
-                "STEP_MISSING: step {step} already received {} frames, the most one session accepts per step",
-                self.cfg.max_frames_per_step
-            )));
+            return Err(too_many_frames(step, self.cfg.max_frames_per_step));
         }
         let policy = self.policy(&s)?.clone();
         let measured = self.measure_frame(&s, frame).await?;
-        let frontal = frontal_embedding(&s, &self.sealer);
-        let (check, satisfied) = judge_frame(&policy, &s, measured.check.clone(), measured.embedding.as_ref(), frontal.as_ref());
-        let sealed = self.seal_embedding(&s.id, &format!("step-{step}"), measured.embedding.as_ref())?;
-        let kept = KeptFrame { check: check.encode_to_vec(), satisfied, attestation: measured.attestation.clone(), embedding: sealed };
-        let digest = ImageDigest {
-            kind: "frame".into(),
-            step_index: Some(measured.step_index),
-            sha256: measured.sha256.clone(),
-            received_at_unix_ms: now_ms(),
-        };
+        let (check, kept, digest) = self.keep_frame(&policy, &s, measured)?;
+        let satisfied = kept.satisfied;
         let (s, ()) = self
             .update(&s.id, |s| {
                 collecting(s, now_ms())?;
@@ -263,14 +254,7 @@ impl Engine {
             return Err(OrchestratorError::InvalidArgument("IMAGE_EMPTY: image.data: no bytes".into()));
         }
         let measured = self.measure_document(image, req.type_hint).await?;
-        let sealed = self.seal_embedding(&s.id, "portrait", measured.embedding.as_ref())?;
-        let kept = KeptDocument { check: measured.check.encode_to_vec(), usable: measured.check.usable, embedding: sealed };
-        let digest = ImageDigest {
-            kind: "document".into(),
-            step_index: None,
-            sha256: measured.check.image_sha256.clone(),
-            received_at_unix_ms: now_ms(),
-        };
+        let (kept, digest) = self.keep_document(&s.id, &measured)?;
         let (s, ()) = self
             .update(&s.id, |s| {
                 collecting(s, now_ms())?;
@@ -386,24 +370,12 @@ impl Engine {
         // Apply in capture order to a copy, exactly as the Add* calls would have.
         let mut next = s.clone();
         for m in frames {
-            let frontal = frontal_embedding(&next, &self.sealer);
-            let (check, satisfied) = judge_frame(&policy, &next, m.check, m.embedding.as_ref(), frontal.as_ref());
             let step = m.step_index as usize;
-            let sealed = self.seal_embedding(&s.id, &format!("step-{step}"), m.embedding.as_ref())?;
-            let kept = KeptFrame { check: check.encode_to_vec(), satisfied, attestation: m.attestation, embedding: sealed };
-            let digest =
-                ImageDigest { kind: "frame".into(), step_index: Some(m.step_index), sha256: m.sha256, received_at_unix_ms: now_ms() };
+            let (_, kept, digest) = self.keep_frame(&policy, &next, m)?;
             apply_frame(&mut next, step, kept, digest, self.cfg.max_frames_per_step)?;
         }
         if let Some(d) = document {
-            let sealed = self.seal_embedding(&s.id, "portrait", d.embedding.as_ref())?;
-            let kept = KeptDocument { check: d.check.encode_to_vec(), usable: d.check.usable, embedding: sealed };
-            let digest = ImageDigest {
-                kind: "document".into(),
-                step_index: None,
-                sha256: d.check.image_sha256.clone(),
-                received_at_unix_ms: now_ms(),
-            };
+            let (kept, digest) = self.keep_document(&s.id, &d)?;
             apply_document(&mut next, kept, digest, &d.models);
         }
         if let Some(check) = signature {
@@ -522,16 +494,16 @@ impl Engine {
         if !(policy.rules.require_document && policy.rules.require_frames) && (s.document.is_none() || s.steps.is_empty()) {
             return Ok(Outcome::Absent);
         }
-        let live = frontal_embedding_any(s, &self.sealer);
+        let live = self.frontal_embedding(s, false);
         let portrait = s
             .document
             .as_ref()
             .filter(|d| d.usable)
             .and_then(|d| d.embedding.as_ref())
             .and_then(|e| self.sealer.open(&s.id, "portrait", e).ok().map(|v| Embedding { values: v, model_id: e.model_id.clone() }));
-        let (Some(a), Some(b)) = (live, portrait) else {
+        let (Some(a), Some(b)) = (live.clone(), portrait) else {
             let mut reasons = Vec::new();
-            if frontal_embedding_any(s, &self.sealer).is_none() {
+            if live.is_none() {
                 reasons.push(reason(ReasonCode::NoFace, "no usable face in the frontal frame", true));
             }
             if s.document.as_ref().is_none_or(|d| !d.usable || d.embedding.is_none()) {
@@ -653,8 +625,7 @@ impl Engine {
             .failures
             .iter()
             .map(|f| {
-                let code =
-                    ReasonCode::from_str_name(&format!("REASON_CODE_{}", f.kind.reason_code())).unwrap_or(ReasonCode::SignatureInvalid);
+                let code = ReasonCode::from_name(f.kind.reason_code()).unwrap_or(ReasonCode::SignatureInvalid);
                 reason(code, f.message.clone(), true)
             })
             .collect();
@@ -675,6 +646,36 @@ impl Engine {
             } as i32,
             reasons,
         })
+    }
+
+    /// What a session keeps of a measured frame: its check completed with the same-person
+    /// test against the kept frontal frame, the attestation, the sealed embedding, the
+    /// digest.
+    fn keep_frame(&self, policy: &Policy, s: &Session, m: MeasuredFrame) -> Result<(FrameCheck, KeptFrame, ImageDigest)> {
+        let frontal = self.frontal_embedding(s, true);
+        let check = judge_frame(policy, s, m.check, m.embedding.as_ref(), frontal.as_ref());
+        let embedding = self.seal_embedding(&s.id, &format!("step-{}", m.step_index), m.embedding.as_ref())?;
+        let kept = KeptFrame { check: check.encode_to_vec(), satisfied: check.step_satisfied, attestation: m.attestation, embedding };
+        let digest = ImageDigest { kind: "frame".into(), step_index: Some(m.step_index), sha256: m.sha256, received_at_unix_ms: now_ms() };
+        Ok((check, kept, digest))
+    }
+
+    /// What a session keeps of a measured document photo.
+    fn keep_document(&self, session_id: &str, d: &MeasuredDocument) -> Result<(KeptDocument, ImageDigest)> {
+        let embedding = self.seal_embedding(session_id, "portrait", d.embedding.as_ref())?;
+        let kept = KeptDocument { check: d.check.encode_to_vec(), usable: d.check.usable, embedding };
+        let digest =
+            ImageDigest { kind: "document".into(), step_index: None, sha256: d.check.image_sha256.clone(), received_at_unix_ms: now_ms() };
+        Ok((kept, digest))
+    }
+
+    /// The kept frontal frame's embedding; with `satisfied_only`, only when that frame
+    /// satisfied its step (the reference for the other steps), otherwise whatever frontal
+    /// frame is kept (for the face match).
+    fn frontal_embedding(&self, s: &Session, satisfied_only: bool) -> Option<Embedding> {
+        let k = s.steps.first()?.kept.as_ref().filter(|k| k.satisfied || !satisfied_only)?;
+        let e = k.embedding.as_ref()?;
+        self.sealer.open(&s.id, "step-0", e).ok().map(|values| Embedding { values, model_id: e.model_id.clone() })
     }
 
     fn seal_embedding(&self, session_id: &str, purpose: &str, e: Option<&Embedding>) -> Result<Option<SealedEmbedding>> {
@@ -804,29 +805,11 @@ fn backend_error(e: BackendError, what: &str) -> OrchestratorError {
     }
 }
 
-/// The kept frontal frame's embedding when that frame satisfied its step.
-fn frontal_embedding(s: &Session, sealer: &Sealer) -> Option<Vec<f32>> {
-    let k = s.steps.first()?.kept.as_ref().filter(|k| k.satisfied)?;
-    sealer.open(&s.id, "step-0", k.embedding.as_ref()?).ok()
-}
-
-/// The kept frontal frame's embedding, satisfied or not (for the face match).
-fn frontal_embedding_any(s: &Session, sealer: &Sealer) -> Option<Embedding> {
-    let e = s.steps.first()?.kept.as_ref()?.embedding.as_ref()?;
-    sealer.open(&s.id, "step-0", e).ok().map(|v| Embedding { values: v, model_id: e.model_id.clone() })
-}
-
 /// Completes a frame's check with the same-person test against the frontal frame.
-fn judge_frame(
-    policy: &Policy,
-    s: &Session,
-    mut check: FrameCheck,
-    emb: Option<&Embedding>,
-    frontal: Option<&Vec<f32>>,
-) -> (FrameCheck, bool) {
+fn judge_frame(policy: &Policy, s: &Session, mut check: FrameCheck, emb: Option<&Embedding>, frontal: Option<&Embedding>) -> FrameCheck {
     let is_frontal = s.challenge().steps.get(check.step_index as usize).is_some_and(|c| c.pose == PoseStep::Frontal as i32);
     if !is_frontal && let (Some(e), Some(f)) = (emb, frontal) {
-        check.similarity_to_reference = cosine(&e.values, f);
+        check.similarity_to_reference = cosine(&e.values, &f.values);
     }
     if let Some(sim) = check.similarity_to_reference
         && sim < policy.rules.same_person_threshold
@@ -837,16 +820,19 @@ fn judge_frame(
         check.reasons.push(r);
         check.step_satisfied = false;
     }
-    let satisfied = check.step_satisfied;
-    (check, satisfied)
+    check
+}
+
+fn too_many_frames(step: usize, max_per_step: u32) -> OrchestratorError {
+    OrchestratorError::Busy(format!(
+        "STEP_MISSING: step {step} already received {max_per_step} frames, the most one session accepts per step"
+    ))
 }
 
 fn apply_frame(s: &mut Session, step: usize, kept: KeptFrame, digest: ImageDigest, max_per_step: u32) -> Result<()> {
     let st = &mut s.steps[step];
     if st.frames_received >= max_per_step {
-        return Err(OrchestratorError::Busy(format!(
-            "STEP_MISSING: step {step} already received {max_per_step} frames, the most one session accepts per step"
-        )));
+        return Err(too_many_frames(step, max_per_step));
     }
     st.frames_received += 1;
     // Keep the most recent satisfying frame, or the most recent one while none satisfies.
