@@ -68,12 +68,7 @@ impl BackendError {
         match self {
             BackendError::Timeout { backend, ms } => format!("BACKEND_TIMEOUT: {backend} did not answer within {ms} ms"),
             BackendError::Status { backend, status } => {
-                format!(
-                    "{}: {backend}: {:?}: {}",
-                    self.reason_code().as_str_name().trim_start_matches("REASON_CODE_"),
-                    status.code(),
-                    status.message()
-                )
+                format!("{}: {backend}: {:?}: {}", self.reason_code().name(), status.code(), status.message())
             }
         }
     }

@@ -5,21 +5,18 @@
 //! scores, decision, reasons and times. Signed as a compact JWS (EdDSA) by the engine;
 //! `ekyc evidence verify` checks it offline.
 
-use ekyc_proto::v1::{Decision, FactorKind, PoseStep, ReasonCode, RevocationStatus, StepResult, VerificationResult};
+use ekyc_proto::reason_name;
+use ekyc_proto::v1::{Decision, FactorKind, PoseStep, RevocationStatus, StepResult, VerificationResult};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::session::Session;
 
-fn code_name(code: i32) -> String {
-    ReasonCode::try_from(code).map_or_else(|_| code.to_string(), |c| c.as_str_name().trim_start_matches("REASON_CODE_").to_string())
-}
-
 fn reasons(rs: &[ekyc_proto::v1::Reason]) -> Value {
     Value::Array(
         rs.iter()
             .map(|r| {
-                let mut o = json!({ "code": code_name(r.code), "message": r.message, "blocking": r.blocking });
+                let mut o = json!({ "code": reason_name(r.code), "message": r.message, "blocking": r.blocking });
                 for (k, v) in [("measured", r.measured), ("limit", r.limit)] {
                     if let Some(v) = v {
                         o[k] = json!(v);

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use ekyc_proto::reason_name;
 use ekyc_proto::v1 as pb;
 use ekyc_proto::v1::orchestrator_client::OrchestratorClient;
 use ring::rand::SystemRandom;
@@ -37,12 +38,8 @@ fn image(path: &Path) -> Result<pb::Image> {
     Ok(pb::Image { data, content_type: None })
 }
 
-fn name(code: i32) -> String {
-    pb::ReasonCode::try_from(code).map_or_else(|_| code.to_string(), |c| c.as_str_name().trim_start_matches("REASON_CODE_").to_string())
-}
-
 fn reasons_line(rs: &[pb::Reason]) -> String {
-    rs.iter().map(|r| format!("{}{}", name(r.code), if r.blocking { "" } else { " (warning)" })).collect::<Vec<_>>().join(", ")
+    rs.iter().map(|r| format!("{}{}", reason_name(r.code), if r.blocking { "" } else { " (warning)" })).collect::<Vec<_>>().join(", ")
 }
 
 /// Signs `nonce` with a PKCS#8 private key (PEM): RSA gives RSA_PKCS1_SHA256 (as the My
@@ -208,14 +205,14 @@ async fn run(a: &VerifyArgs) -> Result<()> {
                 json!({
                     "kind": pb::FactorKind::try_from(f.kind).map_or("?", |k| k.as_str_name()).trim_start_matches("FACTOR_KIND_"),
                     "score": f.score, "contribution": f.contribution, "passed": f.passed, "required": f.required,
-                    "similarity": f.similarity, "reasons": f.reasons.iter().map(|x| name(x.code)).collect::<Vec<_>>(),
+                    "similarity": f.similarity, "reasons": f.reasons.iter().map(|x| reason_name(x.code)).collect::<Vec<_>>(),
                 })
             })
             .collect();
         let out = json!({
             "session_id": r.session_id, "decision": decision, "assurance_score": r.assurance_score,
             "policy": r.policy_name, "policy_version": r.policy_version, "factors": factors,
-            "reasons": r.reasons.iter().map(|x| json!({"code": name(x.code), "message": x.message, "blocking": x.blocking})).collect::<Vec<_>>(),
+            "reasons": r.reasons.iter().map(|x| json!({"code": reason_name(x.code), "message": x.message, "blocking": x.blocking})).collect::<Vec<_>>(),
             "evidence_file": file,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -233,7 +230,7 @@ async fn run(a: &VerifyArgs) -> Result<()> {
             );
         }
         for x in &r.reasons {
-            println!("  reason {}: {}", name(x.code), x.message);
+            println!("  reason {}: {}", reason_name(x.code), x.message);
         }
         println!("evidence record: {}", file.display());
     }
