@@ -60,16 +60,7 @@ pub async fn serve_engine(
     let cell = Arc::new(OnceLock::new());
     let api = api(Arc::clone(&cell), max_message_bytes);
     let max_in_flight = engine.config().max_in_flight;
-    serve_api(
-        KIND,
-        cell,
-        ServeEngine::<Engine, fn() -> Result<Engine, FacematchError>>::Ready(engine),
-        api,
-        max_in_flight,
-        listener,
-        shutdown,
-    )
-    .await?;
+    serve_api(KIND, cell, ServeEngine::ready(engine), api, max_in_flight, listener, shutdown).await?;
     Ok(())
 }
 

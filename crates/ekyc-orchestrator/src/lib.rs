@@ -53,15 +53,6 @@ pub async fn serve(
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
     let max_in_flight = engine.config().max_in_flight;
-    serve_api(
-        KIND,
-        cell,
-        ServeEngine::<Engine, fn() -> Result<Engine, OrchestratorError>>::Ready(engine),
-        api,
-        max_in_flight,
-        listener,
-        shutdown,
-    )
-    .await?;
+    serve_api(KIND, cell, ServeEngine::ready(engine), api, max_in_flight, listener, shutdown).await?;
     Ok(())
 }

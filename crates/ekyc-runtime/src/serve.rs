@@ -100,6 +100,14 @@ pub enum Engine<E, L> {
     Load(L),
 }
 
+impl<E> Engine<E, fn() -> Result<E, std::convert::Infallible>> {
+    /// An engine that is loaded already (tests, embedding in other programs): no loader
+    /// type to name.
+    pub fn ready(engine: Arc<E>) -> Self {
+        Engine::Ready(engine)
+    }
+}
+
 impl<E, L> std::fmt::Debug for Engine<E, L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
