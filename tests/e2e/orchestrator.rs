@@ -191,7 +191,7 @@ async fn resident_certificate_needs_a_valid_signature_to_accept() {
         certificate_chain: user.chain_der(),
         signature: user.sign(&s.nonce),
         signature_algorithm: user.algorithm().into(),
-        nonce: None,
+        signed_data: None,
     };
     let r = c.verify(req(&s, Some(sig))).await.expect("verifies").into_inner();
     assert_eq!(decision(&r), pb::Decision::Accept, "{r:#?}");
@@ -223,7 +223,7 @@ async fn each_signature_failure_is_reported_with_its_reason() {
             certificate_chain: user.chain_der(),
             signature: user.sign(&signed),
             signature_algorithm: user.algorithm().into(),
-            nonce: None,
+            signed_data: None,
         };
         let p = c
             .add_signature(pb::AddSignatureRequest { session_id: s.session_id.clone(), signature: Some(ev) })
@@ -240,7 +240,7 @@ async fn each_signature_failure_is_reported_with_its_reason() {
         certificate_chain: user.chain_der(),
         signature: user.sign(&other_nonce),
         signature_algorithm: user.algorithm().into(),
-        nonce: Some(other_nonce),
+        signed_data: Some(other_nonce),
     };
     let p = c
         .add_signature(pb::AddSignatureRequest { session_id: s.session_id.clone(), signature: Some(ev) })
@@ -253,7 +253,7 @@ async fn each_signature_failure_is_reported_with_its_reason() {
         certificate_chain: vec![vec![1, 2, 3]],
         signature: vec![1],
         signature_algorithm: "ED25519".into(),
-        nonce: None,
+        signed_data: None,
     };
     let e = c.add_signature(pb::AddSignatureRequest { session_id: s.session_id.clone(), signature: Some(bad) }).await.expect_err("garbage");
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
@@ -262,7 +262,7 @@ async fn each_signature_failure_is_reported_with_its_reason() {
         certificate_chain: user.chain_der(),
         signature: vec![1],
         signature_algorithm: "MD5_RSA".into(),
-        nonce: None,
+        signed_data: None,
     };
     let e = c.add_signature(pb::AddSignatureRequest { session_id: s.session_id.clone(), signature: Some(odd) }).await.expect_err("unknown");
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");

@@ -177,6 +177,8 @@ impl Engine {
             nonce,
             expires_at_unix_ms: expires,
             policy: Some(policy.summary()),
+            session_token: String::new(),
+            to_be_signed: Vec::new(),
         })
     }
 
@@ -611,7 +613,7 @@ impl Engine {
         }
         let trust = std::sync::Arc::clone(&self.trust);
         let nonce = nonce.to_vec();
-        let claimed = ev.nonce.clone();
+        let claimed = ev.signed_data.clone();
         let (chain, signature, algorithm) = (ev.certificate_chain, ev.signature, ev.signature_algorithm);
         // RSA and ECDSA verification is CPU work: off the async threads.
         let verdict = tokio::task::spawn_blocking(move || {
@@ -631,7 +633,6 @@ impl Engine {
             .collect();
         Ok(SignatureCheck {
             valid: verdict.valid,
-            subject: verdict.subject,
             issuer: verdict.issuer,
             serial_hex: verdict.serial_hex,
             not_before_unix_ms: verdict.not_before_unix_ms,
@@ -645,6 +646,7 @@ impl Engine {
                 Revocation::Unknown => RevocationStatus::Unknown,
             } as i32,
             reasons,
+            profile: String::new(),
         })
     }
 

@@ -173,6 +173,7 @@ impl Policy {
             accept_threshold: r.accept_threshold,
             review_threshold: r.review_threshold,
             session_ttl_ms: u32::try_from(r.session_ttl_s.saturating_mul(1000)).unwrap_or(u32::MAX),
+            signature_profile: String::new(),
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod convert;
 pub mod redis;
+pub mod seal;
 pub mod serve;
 pub mod settings;
 pub mod telemetry;

@@ -166,7 +166,7 @@ async fn run(a: &VerifyArgs) -> Result<()> {
                 certificate_chain: certs,
                 signature,
                 signature_algorithm: algorithm,
-                nonce: Some(started.nonce.clone()),
+                signed_data: Some(started.nonce.clone()),
             };
             let p = c
                 .add_signature(pb::AddSignatureRequest { session_id: id.clone(), signature: Some(ev) })
@@ -180,7 +180,7 @@ async fn run(a: &VerifyArgs) -> Result<()> {
                 println!(
                     "  signature  {} {}{}",
                     if s.valid { "valid" } else { "INVALID" },
-                    s.subject,
+                    s.issuer,
                     if s.reasons.is_empty() { String::new() } else { format!("  [{}]", reasons_line(&s.reasons)) }
                 );
             }
