@@ -63,22 +63,34 @@ impl BackendError {
         }
     }
 
-    /// One line: code name, backend, and what happened.
+    /// One line for the public caller: code name, backend, the status code and a reference
+    /// to the server's log line, which holds the backend's own message (it may name
+    /// internals: addresses, stores, files).
     pub fn describe(&self) -> String {
         match self {
             BackendError::Timeout { backend, ms } => format!("BACKEND_TIMEOUT: {backend} did not answer within {ms} ms"),
             BackendError::Status { backend, status } => {
-                format!("{}: {backend}: {:?}: {}", self.reason_code().name(), status.code(), status.message())
+                let reference = crate::error::correlation_id();
+                tracing::warn!(reference = %reference, backend, code = ?status.code(), message = status.message(), "backend call failed");
+                format!("{}: {backend}: {:?} (ref {reference})", self.reason_code().name(), status.code())
             }
         }
     }
+}
+
+/// A backend's message about the caller's own input, passed on only when it is one of ours:
+/// it starts with a reason code (`IMAGE_CORRUPT: frame: ...`) and is one short line.
+pub fn input_message(status: &tonic::Status) -> Option<String> {
+    let m = status.message();
+    let code = m.split(':').next()?;
+    (m.len() <= 512 && !m.contains('\n') && ekyc_proto::v1::ReasonCode::from_name(code).is_some()).then(|| m.to_string())
 }
 
 impl From<BackendError> for OrchestratorError {
     fn from(e: BackendError) -> Self {
         match &e {
             BackendError::Status { status, .. } if status.code() == Code::InvalidArgument => {
-                OrchestratorError::InvalidArgument(status.message().to_string())
+                OrchestratorError::InvalidArgument(input_message(status).unwrap_or_else(|| e.describe()))
             }
             BackendError::Status { status, .. } if status.code() == Code::ResourceExhausted => OrchestratorError::Busy(e.describe()),
             _ => OrchestratorError::Unavailable(e.describe()),

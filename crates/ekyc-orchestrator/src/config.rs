@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use ekyc_signature::TrustConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::ApiKeyConfig;
 use crate::policy::PolicyConfig;
 
 /// How to call one backend service.
@@ -68,10 +69,13 @@ pub struct OrchestratorConfig {
     pub redis_url: Option<String>,
     /// Timeout of one Redis command, in milliseconds.
     pub redis_timeout_ms: u64,
-    /// Key encrypting the embeddings a session keeps (AES-256-GCM), 32 bytes hex; or a file
-    /// holding it. Unset: read from (or created in) `keys_dir`.
-    pub session_key: Option<String>,
-    pub session_key_file: Option<PathBuf>,
+    /// The state keys (an `ekyc_runtime::seal` key file: `KID HEXKEY` a line, the first
+    /// seals, all open): seal every session record and tag session tokens. Unset: read from
+    /// (or created in) `keys_dir/state.keys`.
+    pub state_keys_file: Option<PathBuf>,
+    /// Who may call (salted hashes; see [`crate::auth`]). Empty: one development key is
+    /// created in `keys_dir/api-key` at first start and allowed everything (one machine).
+    pub api_keys: Vec<ApiKeyConfig>,
     /// Ed25519 key signing the evidence records (PKCS#8 PEM file). Unset: read from (or
     /// created in) `keys_dir`.
     pub evidence_key_file: Option<PathBuf>,
@@ -85,6 +89,12 @@ pub struct OrchestratorConfig {
     pub retain_after_expiry_s: u64,
     /// Frames accepted per challenge step in one session.
     pub max_frames_per_step: u32,
+    /// Document photos accepted in one session (AddDocument and Verify together).
+    pub max_documents_per_session: u32,
+    /// Signatures accepted in one session.
+    pub max_signatures_per_session: u32,
+    /// Sessions the in-process store holds at most (without `redis_url`).
+    pub max_sessions_in_memory: usize,
     /// Calls in flight (admission limit).
     pub max_in_flight: usize,
     /// Policy used when a session names none.
@@ -101,13 +111,16 @@ impl Default for OrchestratorConfig {
             backends: Backends::default(),
             redis_url: None,
             redis_timeout_ms: 1000,
-            session_key: None,
-            session_key_file: None,
+            state_keys_file: None,
+            api_keys: Vec::new(),
             evidence_key_file: None,
             keys_dir: PathBuf::from(ekyc_evidence::DEFAULT_KEYS_DIR),
             issuer: "ekyc".into(),
             retain_after_expiry_s: 600,
             max_frames_per_step: 5,
+            max_documents_per_session: 5,
+            max_signatures_per_session: 5,
+            max_sessions_in_memory: 100_000,
             max_in_flight: 64,
             default_policy: "low-risk".into(),
             policies: crate::policy::builtin(),
@@ -138,8 +151,25 @@ impl OrchestratorConfig {
                 return Err(format!("backends.{name}: timeout_ms, connect_timeout_ms and max_concurrency must be at least 1"));
             }
         }
-        if self.max_frames_per_step == 0 || self.max_in_flight == 0 {
-            return Err("max_frames_per_step and max_in_flight must be at least 1".into());
+        if self.max_frames_per_step == 0
+            || self.max_in_flight == 0
+            || self.max_documents_per_session == 0
+            || self.max_signatures_per_session == 0
+            || self.max_sessions_in_memory == 0
+        {
+            return Err(
+                "max_frames_per_step, max_documents_per_session, max_signatures_per_session, max_sessions_in_memory and max_in_flight \
+                 must be at least 1"
+                    .into(),
+            );
+        }
+        for k in &self.api_keys {
+            k.validate()?;
+            for p in &k.policies {
+                if !self.policies.contains_key(p) {
+                    return Err(format!("api_keys.{}: policy {p:?} is not among the policies", k.name));
+                }
+            }
         }
         self.signature.validate().map_err(|e| format!("signature: {e}"))?;
         Ok(())

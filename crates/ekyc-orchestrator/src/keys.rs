@@ -1,47 +1,61 @@
-//! The orchestrator's secrets: the key sealing session embeddings and the Ed25519 key
-//! signing evidence records. Configured explicitly (a cluster: every replica the same), or
-//! on one machine created at first start in `keys_dir` and reused after.
+//! The orchestrator's secrets: the state keys sealing session records and tagging session
+//! tokens, the Ed25519 key signing evidence records, and who may call (API key hashes).
+//! Configured explicitly (a cluster: every replica the same), or on one machine created at
+//! first start in `keys_dir` and reused after.
 
 use std::path::Path;
 
 use ekyc_evidence::EvidenceKey;
+use ekyc_runtime::seal::Keyring;
 
+use crate::auth::{self, ApiKeyConfig};
 use crate::config::OrchestratorConfig;
 use crate::error::OrchestratorError;
+
+/// The file holding the development API key (one machine, no `api_keys` configured).
+pub const DEV_API_KEY_FILE: &str = "api-key";
 
 /// The keys an engine needs.
 #[derive(Debug)]
 pub struct Keys {
-    pub session_key: Vec<u8>,
+    pub state: Keyring,
     pub evidence_key: EvidenceKey,
+    /// Who may call; never empty.
+    pub api_keys: Vec<ApiKeyConfig>,
 }
 
-/// Where each key came from, for the start-up log (fingerprints, never the keys).
+/// Where each key came from, for the start-up log (paths, ids and fingerprints, never the
+/// keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyNotes(pub Vec<String>);
 
 impl Keys {
-    /// Fresh random keys held in memory only (tests).
-    pub fn ephemeral() -> Result<Keys, OrchestratorError> {
-        Ok(Keys { session_key: random32()?, evidence_key: EvidenceKey::generate() })
+    /// Fresh random state and evidence keys held in memory only, and the given callers
+    /// (tests).
+    pub fn ephemeral(api_keys: Vec<ApiKeyConfig>) -> Result<Keys, OrchestratorError> {
+        let state = Keyring::ephemeral().map_err(|e| OrchestratorError::Internal(e.to_string()))?;
+        Ok(Keys { state, evidence_key: EvidenceKey::generate(), api_keys })
     }
 
     /// The configured keys, or those in `keys_dir` (created when absent).
     pub fn resolve(cfg: &OrchestratorConfig) -> Result<(Keys, KeyNotes), OrchestratorError> {
+        let config = |e: ekyc_runtime::seal::SealError| OrchestratorError::Config(e.to_string());
         let mut notes = Vec::new();
-        let session_key = match (&cfg.session_key, &cfg.session_key_file) {
-            (Some(k), _) => {
-                notes.push("session key: from settings".to_string());
-                decode_key(k)?
+        let state = match &cfg.state_keys_file {
+            Some(f) => {
+                let k = Keyring::from_file(f).map_err(config)?;
+                notes.push(format!("state keys: {} (sealing with key id {})", f.display(), k.current_kid()));
+                k
             }
-            (None, Some(f)) => {
-                notes.push(format!("session key: {}", f.display()));
-                decode_key(&std::fs::read_to_string(f).map_err(|e| OrchestratorError::Config(format!("reading {}: {e}", f.display())))?)?
-            }
-            (None, None) => {
-                let path = cfg.keys_dir.join("session.key");
-                let (k, created) = load_or_create_session_key(&path)?;
-                notes.push(format!("session key: {} ({})", path.display(), if created { "created" } else { "existing" }));
+            None => {
+                let path = cfg.keys_dir.join("state.keys");
+                let (k, created) = Keyring::load_or_create(&path).map_err(config)?;
+                notes.push(format!(
+                    "state keys: {} ({}; sealing with key id {})",
+                    path.display(),
+                    if created { "created" } else { "existing" },
+                    k.current_kid()
+                ));
                 k
             }
         };
@@ -61,50 +75,39 @@ impl Keys {
         };
         let public = evidence_key.public();
         notes.push(format!("evidence key id {} fingerprint {}", public.kid(), public.fingerprint()));
-        Ok((Keys { session_key, evidence_key }, KeyNotes(notes)))
+        let api_keys = if cfg.api_keys.is_empty() {
+            let path = cfg.keys_dir.join(DEV_API_KEY_FILE);
+            let (secret, created) = load_or_create_dev_key(&path)?;
+            notes.push(format!(
+                "API key: no api_keys configured, so the development key in {} ({}) may do everything; configure \
+                 orchestrator.api_keys for anything but a trial",
+                path.display(),
+                if created { "created" } else { "existing" }
+            ));
+            vec![ApiKeyConfig::for_secret("dev", &secret, Vec::new())?]
+        } else {
+            let names: Vec<&str> = cfg.api_keys.iter().map(|k| k.name.as_str()).collect();
+            notes.push(format!("API keys: {}", names.join(", ")));
+            cfg.api_keys.clone()
+        };
+        Ok((Keys { state, evidence_key, api_keys }, KeyNotes(notes)))
     }
 }
 
-fn random32() -> Result<Vec<u8>, OrchestratorError> {
-    let mut k = vec![0u8; 32];
-    getrandom::fill(&mut k).map_err(|e| OrchestratorError::Internal(format!("no randomness: {e}")))?;
-    Ok(k)
-}
-
-fn decode_key(hex_key: &str) -> Result<Vec<u8>, OrchestratorError> {
-    let k = hex::decode(hex_key.trim()).map_err(|e| OrchestratorError::Config(format!("session key must be hex: {e}")))?;
-    if k.len() != 32 {
-        return Err(OrchestratorError::Config(format!("session key has {} bytes, 32 needed", k.len())));
-    }
-    Ok(k)
-}
-
-fn load_or_create_session_key(path: &Path) -> Result<(Vec<u8>, bool), OrchestratorError> {
+/// The development API key in `path`, created (readable by its owner only) when absent.
+fn load_or_create_dev_key(path: &Path) -> Result<(String, bool), OrchestratorError> {
     if path.exists() {
         let text = std::fs::read_to_string(path).map_err(|e| OrchestratorError::Config(format!("reading {}: {e}", path.display())))?;
-        return Ok((decode_key(&text)?, false));
+        let key = text.trim().to_string();
+        if key.len() < 32 {
+            return Err(OrchestratorError::Config(format!("{}: not an API key", path.display())));
+        }
+        return Ok((key, false));
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| OrchestratorError::Config(format!("creating {}: {e}", dir.display())))?;
-    }
-    let key = random32()?;
-    write_private(path, &hex::encode(&key)).map_err(|e| OrchestratorError::Config(format!("writing {}: {e}", path.display())))?;
+    let key = auth::new_api_key()?;
+    ekyc_runtime::seal::write_private(path, &format!("{key}\n"))
+        .map_err(|e| OrchestratorError::Config(format!("writing {}: {e}", path.display())))?;
     Ok((key, true))
-}
-
-/// Writes a secret readable by its owner only (on Unix), never replacing an existing file.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.write_all(b"\n")
 }
 
 #[cfg(test)]
@@ -117,18 +120,28 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let cfg = OrchestratorConfig { keys_dir: dir.clone(), ..OrchestratorConfig::default() };
         let (a, notes) = Keys::resolve(&cfg).expect("created");
-        assert!(notes.0.iter().any(|n| n.contains("created")), "{notes:?}");
+        assert!(notes.0.iter().filter(|n| n.contains("created")).count() >= 3, "{notes:?}");
         let (b, notes) = Keys::resolve(&cfg).expect("reused");
         assert!(notes.0.iter().all(|n| !n.contains("created")), "{notes:?}");
-        assert_eq!(a.session_key, b.session_key);
+        assert_eq!(a.state.current_kid(), b.state.current_kid());
+        let sealed = a.state.seal("k", "i", 1, b"v").expect("seal");
+        assert_eq!(b.state.open("k", "i", 1, &sealed).expect("the same key"), b"v");
         assert_eq!(a.evidence_key.kid(), b.evidence_key.kid());
+        // The development key file holds the secret; the engine only its salted hash.
+        let secret = std::fs::read_to_string(dir.join(DEV_API_KEY_FILE)).expect("dev key");
+        let auth = crate::auth::Auth::new(&b.api_keys).expect("auth");
+        let keys = Keyring::ephemeral().expect("keys");
+        assert!(auth.authenticate(&keys, Some(&format!("Bearer {}", secret.trim())), 0).is_ok());
+        assert!(!format!("{:?}", b.api_keys).contains(secret.trim()));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join("session.key")).expect("file").permissions().mode();
-            assert_eq!(mode & 0o077, 0, "only the owner may read the key");
+            for f in ["state.keys", DEV_API_KEY_FILE] {
+                let mode = std::fs::metadata(dir.join(f)).expect("file").permissions().mode();
+                assert_eq!(mode & 0o077, 0, "only the owner may read {f}");
+            }
         }
-        let bad = OrchestratorConfig { session_key: Some("abcd".into()), ..cfg };
+        let bad = OrchestratorConfig { state_keys_file: Some(dir.join("missing.keys")), ..cfg };
         assert!(Keys::resolve(&bad).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1,28 +1,36 @@
 //! The `orchestrator` gRPC service, what chat bots and web front ends talk to. It runs a
 //! verification session under a named policy: issues the liveness challenge and a nonce,
 //! sends each image to the service that measures it (liveness, document, facematch) and
-//! keeps only what comes back (scores, digests, attestations, sealed embeddings), then fuses
-//! the evidence into an assurance score, a decision (accept / review / reject) with reason
-//! codes, and a signed evidence record.
+//! keeps only what comes back (scores, digests, sealed attestations, embeddings until the
+//! decision) in a sealed session record, then fuses the evidence into an assurance score, a
+//! decision (accept / review / reject) with reason codes, and a signed evidence record.
 //!
-//! - [`config`] and [`policy`]: settings and policies; [`keys`]: the secrets.
+//! - [`config`] and [`policy`]: settings and policies; [`keys`]: the secrets; [`auth`]: who
+//!   may call what (API keys, session tokens, rates).
 //! - [`decide`]: the decision as a pure function; [`record`]: the evidence payload.
-//! - [`session`], [`store`], [`seal`]: what a session keeps, where, and encrypted how.
-//! - [`clients`]: the backends, with deadlines, retries and limits.
-//! - [`engine`]: the plain-Rust core; [`service`]: the thin gRPC adapter; [`error`]: the
-//!   one error enum and its statuses.
+//! - [`session`]: what a session keeps; [`sessions`]: sealed in a [`store`].
+//! - [`clients`]: the backends, with deadlines, retries and limits; [`calls`]: measuring
+//!   evidence with them.
+//! - [`engine`]: the plain-Rust core, with [`evidence`] (what is kept), [`finish`] (the
+//!   finish/claim protocol) and [`progress`] (what the client sees); [`service`]: the thin
+//!   gRPC adapter; [`error`]: the one error enum and its statuses.
 
+pub mod auth;
+pub mod calls;
 pub mod clients;
 pub mod config;
 pub mod decide;
 pub mod engine;
 pub mod error;
+pub mod evidence;
+pub mod finish;
 pub mod keys;
 pub mod policy;
+pub mod progress;
 pub mod record;
-pub mod seal;
 pub mod service;
 pub mod session;
+pub mod sessions;
 pub mod store;
 
 use std::future::Future;

@@ -1,14 +1,14 @@
-//! What a session keeps between calls, serialised as JSON into the session store: scores,
-//! digests, signed frame attestations, the results the services returned (protobuf bytes)
-//! and sealed embeddings. Never an image.
+//! What a session keeps between calls: scores, digests, the liveness service's sealed frame
+//! attestations (opaque here), the results the services returned (protobuf bytes), the
+//! embeddings of the frontal frame and the portrait until the decision, and the bytes the
+//! signer had to sign. Never an image. Serialised as JSON and stored only as a whole sealed
+//! record ([`crate::sessions`]), so nothing in it is readable or changeable in the store.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
-use ekyc_proto::v1::{Challenge, DocumentCheck, FrameCheck, ModelInfo, SignatureCheck, VerificationResult};
+use ekyc_proto::v1::{Challenge, DocumentCheck, Embedding, FrameCheck, ModelInfo, SignatureCheck, VerificationResult};
 use prost::Message;
 use serde::{Deserialize, Serialize};
-
-use crate::seal::SealedEmbedding;
 
 /// Serde of byte strings as unpadded base64.
 mod b64 {
@@ -39,10 +39,11 @@ pub struct KeptFrame {
     #[serde(with = "b64")]
     pub check: Vec<u8>,
     pub satisfied: bool,
-    /// The liveness service's signed attestation of the frame.
+    /// The liveness service's attestation of the frame, sealed for the liveness service
+    /// alone: opaque to the orchestrator.
     #[serde(with = "b64")]
     pub attestation: Vec<u8>,
-    pub embedding: Option<SealedEmbedding>,
+    pub embedding: Option<KeptEmbedding>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -57,7 +58,25 @@ pub struct KeptDocument {
     #[serde(with = "b64")]
     pub check: Vec<u8>,
     pub usable: bool,
-    pub embedding: Option<SealedEmbedding>,
+    pub embedding: Option<KeptEmbedding>,
+}
+
+/// A face embedding as the session keeps it until the decision (inside the sealed record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptEmbedding {
+    pub model_id: String,
+    pub values: Vec<f32>,
+}
+
+impl KeptEmbedding {
+    pub fn from_proto(e: &Embedding) -> Option<KeptEmbedding> {
+        (!e.values.is_empty() && e.values.iter().all(|v| v.is_finite()))
+            .then(|| KeptEmbedding { model_id: e.model_id.clone(), values: e.values.clone() })
+    }
+
+    pub fn to_proto(&self) -> Embedding {
+        Embedding { model_id: self.model_id.clone(), values: self.values.clone() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,6 +118,10 @@ pub struct Session {
     pub document: Option<KeptDocument>,
     pub documents_received: u32,
     pub signature: Option<KeptSignature>,
+    pub signatures_received: u32,
+    /// The exact bytes a signature must be over (StartSessionResponse.to_be_signed).
+    #[serde(with = "b64")]
+    pub to_be_signed: Vec<u8>,
     pub images: Vec<ImageDigest>,
     /// Models the services reported (role, id, sha256), deduplicated.
     pub models: Vec<(String, String, String)>,

@@ -1,9 +1,11 @@
 //! Where sessions live between calls: Redis in a cluster, this process on one machine.
 //! Records are opaque bytes with a revision; `replace` is compare-and-set on the revision,
 //! so two replicas (or two calls) updating one session never lose each other's evidence.
-//! Records are purged by the store itself at the time given with each write.
+//! Records are purged by the store itself at the time given with each write. Records are
+//! opaque here: [`crate::sessions`] seals them before they arrive.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -13,6 +15,8 @@ use thiserror::Error;
 pub enum StoreError {
     #[error("session store unavailable: {0}")]
     Unavailable(String),
+    #[error("the in-process session store holds its maximum of {0} sessions")]
+    Full(usize),
 }
 
 /// The session store.
@@ -30,8 +34,9 @@ pub struct Stored {
 }
 
 impl Store {
-    pub fn memory() -> Store {
-        Store::Memory(MemoryStore::default())
+    /// An in-process store holding at most `capacity` records.
+    pub fn memory(capacity: usize) -> Store {
+        Store::Memory(MemoryStore::new(capacity))
     }
 
     pub fn redis(url: &str, timeout: Duration) -> Result<Store, StoreError> {
@@ -74,50 +79,99 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Records by id, each with its purge time (unix ms).
-type Records = HashMap<String, (Stored, i64)>;
-
-/// In-process store for a single machine.
+/// Records by id with their purge time (unix ms), and the purge times in order. The queue
+/// may hold stale entries (a record replaced with a later purge time, or deleted): an entry
+/// purges its record only when the record's purge time is still the entry's.
 #[derive(Debug, Default)]
+struct Records {
+    map: HashMap<String, (Stored, i64)>,
+    queue: BinaryHeap<Reverse<(i64, String)>>,
+}
+
+impl Records {
+    /// Purges what is due, a few entries per call: amortised O(log n) per operation, never a
+    /// scan of the whole store. Each write adds one queue entry and each call pops up to two,
+    /// so the queue cannot outgrow the writes.
+    fn purge_due(&mut self, now: i64) {
+        for _ in 0..2 {
+            match self.queue.peek() {
+                Some(Reverse((at, _))) if *at <= now => {}
+                _ => return,
+            }
+            let Some(Reverse((at, id))) = self.queue.pop() else { return };
+            if self.map.get(&id).is_some_and(|(_, purge)| *purge == at) {
+                self.map.remove(&id);
+            }
+        }
+    }
+}
+
+/// In-process store for a single machine, bounded by `capacity` records.
+#[derive(Debug)]
 pub struct MemoryStore {
-    map: Mutex<Records>,
+    records: Mutex<Records>,
+    capacity: usize,
 }
 
 impl MemoryStore {
+    pub fn new(capacity: usize) -> MemoryStore {
+        MemoryStore { records: Mutex::new(Records::default()), capacity: capacity.max(1) }
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Records>, StoreError> {
-        self.map.lock().map_err(|_| StoreError::Unavailable("in-process store poisoned".into()))
+        self.records.lock().map_err(|_| StoreError::Unavailable("in-process store poisoned".into()))
     }
 
     fn create(&self, id: &str, data: &[u8], purge_at_ms: i64) -> Result<bool, StoreError> {
-        let mut map = self.lock()?;
+        let mut r = self.lock()?;
         let now = now_ms();
-        map.retain(|_, (_, purge)| *purge > now);
-        if map.contains_key(id) {
-            return Ok(false);
+        r.purge_due(now);
+        if let Some((_, purge)) = r.map.get(id) {
+            if *purge > now {
+                return Ok(false);
+            }
+            r.map.remove(id);
         }
-        map.insert(id.to_string(), (Stored { rev: 1, data: data.to_vec() }, purge_at_ms));
+        if r.map.len() >= self.capacity || r.queue.len() >= self.capacity.saturating_mul(2) {
+            return Err(StoreError::Full(self.capacity));
+        }
+        r.map.insert(id.to_string(), (Stored { rev: 1, data: data.to_vec() }, purge_at_ms));
+        r.queue.push(Reverse((purge_at_ms, id.to_string())));
         Ok(true)
     }
 
     fn load(&self, id: &str) -> Result<Option<Stored>, StoreError> {
-        let map = self.lock()?;
-        Ok(map.get(id).filter(|(_, purge)| *purge > now_ms()).map(|(s, _)| s.clone()))
+        let mut r = self.lock()?;
+        let now = now_ms();
+        r.purge_due(now);
+        Ok(r.map.get(id).filter(|(_, purge)| *purge > now).map(|(s, _)| s.clone()))
     }
 
     fn replace(&self, id: &str, rev: u64, data: &[u8], purge_at_ms: i64) -> Result<bool, StoreError> {
-        let mut map = self.lock()?;
-        match map.get_mut(id) {
-            Some((s, purge)) if s.rev == rev && *purge > now_ms() => {
+        let mut r = self.lock()?;
+        let now = now_ms();
+        r.purge_due(now);
+        let changed = match r.map.get_mut(id) {
+            Some((s, purge)) if s.rev == rev && *purge > now => {
                 *s = Stored { rev: rev + 1, data: data.to_vec() };
+                let moved = *purge != purge_at_ms;
                 *purge = purge_at_ms;
+                Some(moved)
+            }
+            _ => None,
+        };
+        match changed {
+            Some(true) => {
+                r.queue.push(Reverse((purge_at_ms, id.to_string())));
                 Ok(true)
             }
-            _ => Ok(false),
+            Some(false) => Ok(true),
+            None => Ok(false),
         }
     }
 
     fn delete(&self, id: &str) -> Result<(), StoreError> {
-        self.lock()?.remove(id);
+        self.lock()?.map.remove(id);
         Ok(())
     }
 }
@@ -205,7 +259,25 @@ mod tests {
 
     #[tokio::test]
     async fn memory_store() {
-        exercise(&Store::memory()).await;
+        exercise(&Store::memory(100)).await;
+    }
+
+    #[tokio::test]
+    async fn memory_store_is_bounded_and_purges_as_it_goes() {
+        let store = Store::memory(3);
+        let soon = now_ms() + 40;
+        for id in ["a", "b", "c"] {
+            assert!(store.create(id, b"x", soon).await.expect("create"));
+        }
+        assert!(matches!(store.create("d", b"x", now_ms() + 60_000).await, Err(StoreError::Full(3))), "a full store refuses");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // Each call purges a couple of due records; the first creates make room.
+        assert!(store.create("d", b"x", now_ms() + 60_000).await.expect("room after purge"));
+        assert!(store.create("e", b"x", now_ms() + 60_000).await.expect("room after purge"));
+        assert_eq!(store.load("a").await.expect("load"), None);
+        let Store::Memory(m) = &store else { unreachable!("memory store") };
+        let r = m.lock().expect("lock");
+        assert!(r.map.len() <= 3 && r.queue.len() <= 6, "map {} queue {}", r.map.len(), r.queue.len());
     }
 
     #[tokio::test]

@@ -1,0 +1,168 @@
+//! Measuring evidence: the calls to the three backends for one session, each returning
+//! what came back without storing anything, and the mapping of backend failures to what the
+//! public caller may see (a reason code and a reference, never the backend's own text for
+//! failures of its infrastructure).
+
+use std::time::SystemTime;
+
+use ekyc_proto::v1::{
+    CheckFrameRequest, DocumentCheck, Embedding, ExtractPortraitRequest, Frame, FrameCheck, ModelInfo, ReasonCode, RevocationStatus,
+    SignatureCheck, SignatureEvidence,
+};
+use ekyc_signature::{Revocation, SignatureInput};
+use sha2::{Digest, Sha256};
+
+use crate::clients::BackendError;
+use crate::decide::reason;
+use crate::engine::{Engine, Result};
+use crate::error::OrchestratorError;
+use crate::policy::Policy;
+use crate::session::Session;
+
+/// A measured frame not yet stored.
+pub(crate) struct MeasuredFrame {
+    pub step_index: u32,
+    pub check: FrameCheck,
+    pub attestation: Vec<u8>,
+    pub embedding: Option<Embedding>,
+    pub sha256: String,
+}
+
+/// A measured document photo not yet stored.
+pub(crate) struct MeasuredDocument {
+    pub check: DocumentCheck,
+    pub embedding: Option<Embedding>,
+    pub models: Vec<ModelInfo>,
+}
+
+impl Engine {
+    pub(crate) async fn measure_frame(&self, s: &Session, frame: Frame) -> Result<MeasuredFrame> {
+        let challenge = s.challenge();
+        let step_index = frame.step_index;
+        let sha256 = frame.image.as_ref().map(|i| hex::encode(Sha256::digest(&i.data))).unwrap_or_default();
+        let resp = self
+            .backends
+            .check_frame(CheckFrameRequest { challenge_id: challenge.challenge_id.clone(), frame: Some(frame) })
+            .await
+            .map_err(|e| backend_error(e, "frame"))?;
+        let r = resp.result.unwrap_or_default();
+        let mut face = r.face.clone();
+        if let Some(f) = &mut face {
+            f.embedding = None;
+        }
+        let check = FrameCheck {
+            step_index,
+            pose: r.pose,
+            step_satisfied: r.passed,
+            measured_pose: r.measured_pose,
+            target_angle_deg: r.target_angle_deg,
+            reached_angle_deg: r.reached_angle_deg,
+            face,
+            similarity_to_reference: None,
+            frame_sha256: if r.frame_sha256.is_empty() { sha256.clone() } else { r.frame_sha256.clone() },
+            reasons: r.reasons,
+        };
+        Ok(MeasuredFrame { step_index, check, attestation: resp.attestation, embedding: resp.embedding, sha256 })
+    }
+
+    pub(crate) async fn measure_document(&self, image: ekyc_proto::v1::Image, type_hint: i32) -> Result<MeasuredDocument> {
+        let sha256 = hex::encode(Sha256::digest(&image.data));
+        let resp = self
+            .backends
+            .extract_portrait(ExtractPortraitRequest { image: Some(image), return_rectified_document: false, type_hint })
+            .await
+            .map_err(|e| backend_error(e, "document"))?;
+        let mut portrait_face = resp.portrait_face.clone();
+        let embedding = portrait_face.as_mut().and_then(|f| f.embedding.take());
+        let blocking = resp.reasons.iter().any(|r| r.blocking);
+        let usable = resp.found_document && resp.found_portrait && !blocking && embedding.is_some();
+        let check = DocumentCheck {
+            found_document: resp.found_document,
+            found_portrait: resp.found_portrait,
+            usable,
+            document_type: resp.document_type,
+            quality: resp.quality,
+            portrait_face,
+            image_sha256: sha256,
+            reasons: resp.reasons,
+        };
+        Ok(MeasuredDocument { check, embedding, models: resp.models })
+    }
+
+    /// Checks a signature over the session's to-be-signed bytes, with the certificate
+    /// profile the session's policy requires.
+    pub(crate) async fn check_signature(&self, s: &Session, ev: SignatureEvidence) -> Result<SignatureCheck> {
+        if ev.certificate_chain.is_empty() {
+            return Err(OrchestratorError::InvalidArgument(
+                "CERT_UNTRUSTED: signature.certificate_chain: at least the signer's certificate (DER)".into(),
+            ));
+        }
+        if ev.signature.is_empty() {
+            return Err(OrchestratorError::InvalidArgument("SIGNATURE_INVALID: signature.signature: no bytes".into()));
+        }
+        let trust = std::sync::Arc::clone(&self.trust);
+        let expected = s.to_be_signed.clone();
+        let claimed = ev.signed_data.clone();
+        let (chain, signature, algorithm) = (ev.certificate_chain, ev.signature, ev.signature_algorithm);
+        // RSA and ECDSA verification is CPU work: off the async threads.
+        let verdict = tokio::task::spawn_blocking(move || {
+            let input = SignatureInput { chain: &chain, signature: &signature, algorithm: &algorithm, claimed_nonce: claimed.as_deref() };
+            trust.verify(&input, &expected, SystemTime::now())
+        })
+        .await
+        .map_err(|e| OrchestratorError::Internal(format!("signature check did not finish: {e}")))?
+        .map_err(|e| OrchestratorError::InvalidArgument(format!("SIGNATURE_INVALID: signature: {e}")))?;
+        let reasons = verdict
+            .failures
+            .iter()
+            .map(|f| {
+                let code = ReasonCode::from_name(f.kind.reason_code()).unwrap_or(ReasonCode::SignatureInvalid);
+                reason(code, f.message.clone(), true)
+            })
+            .collect();
+        Ok(SignatureCheck {
+            valid: verdict.valid,
+            issuer: verdict.issuer,
+            serial_hex: verdict.serial_hex,
+            not_before_unix_ms: verdict.not_before_unix_ms,
+            not_after_unix_ms: verdict.not_after_unix_ms,
+            certificate_sha256: verdict.certificate_sha256,
+            trust_anchor: verdict.trust_anchor.unwrap_or_default(),
+            revocation: match verdict.revocation {
+                Revocation::NotChecked => RevocationStatus::Unspecified,
+                Revocation::Good => RevocationStatus::Good,
+                Revocation::Revoked => RevocationStatus::Revoked,
+                Revocation::Unknown => RevocationStatus::Unknown,
+            } as i32,
+            reasons,
+            profile: String::new(),
+        })
+    }
+}
+
+pub(crate) fn backend_error(e: BackendError, what: &str) -> OrchestratorError {
+    match &e {
+        // The challenge behind the session expired or was used at the liveness service.
+        BackendError::Status { status, .. } if status.code() == tonic::Code::FailedPrecondition => {
+            if status.message().starts_with("EXPIRED") {
+                OrchestratorError::FailedPrecondition(format!(
+                    "SESSION_EXPIRED: {what}: the session's challenge expired; start a new session"
+                ))
+            } else {
+                OrchestratorError::FailedPrecondition(crate::clients::input_message(status).unwrap_or_else(|| e.describe()))
+            }
+        }
+        _ => e.into(),
+    }
+}
+
+/// The bytes a signer must sign for a session (see StartSessionResponse.to_be_signed).
+pub(crate) fn to_be_signed(issuer: &str, session_id: &str, policy: &Policy, nonce: &[u8], expires_at_unix_ms: i64) -> Vec<u8> {
+    format!(
+        "ekyc-signature/v1\nissuer={issuer}\nsession={session_id}\npolicy={}@{}\nnonce={}\nexpires={expires_at_unix_ms}\n",
+        policy.name,
+        policy.version,
+        hex::encode(nonce)
+    )
+    .into_bytes()
+}
