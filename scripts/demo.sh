@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on one machine: set up, start all four services in one process on embedded
-# defaults (in-process stores, keys created in ./ekyc-keys at first start), and run one
-# verification against them with `ekyc verify`: frames of a development photo's face turned
+# defaults (in-process stores, keys created in ./ekyc-keys at first start, among them the
+# development API key ./ekyc-keys/api-key), and run one verification against them with
+# `ekyc verify`, which starts the session with that API key and sends everything else with
+# the session token StartSession returned: frames of a development photo's face turned
 # to each requested pose, and a synthetic ID card printed with another photo of the same
 # person. Prints the decision and where the signed evidence record is, verifies that record
 # offline, and stops the services.
@@ -25,9 +27,9 @@ target/release/examples/demo_inputs "$SELFIE" "$CARD_FACE" "$WORK/inputs"
 SERVER=$!
 # Ready when every service reports SERVING under its own name (models loaded and warm).
 "$EKYC" health --wait 180 || { cat "$WORK/serve.log"; exit 1; }
-grep "orchestrator evidence key" "$WORK/serve.log" || true
+grep -E "orchestrator (evidence key|API key)" "$WORK/serve.log" || true
 I="$WORK/inputs"
-"$EKYC" verify --policy "$POLICY" --front "$I/front.jpg" --left "$I/left.jpg" --right "$I/right.jpg" \
+"$EKYC" verify --api-key-file ekyc-keys/api-key --policy "$POLICY" --front "$I/front.jpg" --left "$I/left.jpg" --right "$I/right.jpg" \
   --up "$I/up.jpg" --down "$I/down.jpg" --document "$I/card.jpg" --out-dir evidence
 RECORD=$(ls -t evidence/evidence-*.json | head -1)
 "$EKYC" evidence verify "$RECORD" --key ekyc-keys/evidence-public.pem

@@ -13,28 +13,27 @@ use ekyc_testkit::frames::{answer, frame, id_card_photo};
 use ekyc_testkit::pki::{KeyAlg, TestPki, UserKind};
 use ekyc_tests::{Running, backends, orchestrator, orchestrator_config};
 use tonic::Code;
-use tonic::transport::Channel;
 
 /// Frames and the card of one person; the other person for mismatches.
-const PERSON: &str = "obama_1.jpg";
-const PERSON_CARD: &str = "obama_3.jpg";
+pub(crate) const PERSON: &str = "obama_1.jpg";
+pub(crate) const PERSON_CARD: &str = "obama_3.jpg";
 const OTHER_CARD: &str = "biden_2.jpg";
 
-type Client = OrchestratorClient<Channel>;
+pub(crate) type Client = OrchestratorClient<ekyc_tests::Authed>;
 
-async fn client(r: &Running) -> Client {
-    OrchestratorClient::new(r.channel().await).max_decoding_message_size(32 << 20).max_encoding_message_size(32 << 20)
+pub(crate) async fn client(r: &Running) -> Client {
+    ekyc_tests::authed(r.channel().await)
 }
 
-fn image(data: Vec<u8>) -> pb::Image {
+pub(crate) fn image(data: Vec<u8>) -> pb::Image {
     pb::Image { data, content_type: None }
 }
 
-fn codes(rs: &[pb::Reason]) -> Vec<pb::ReasonCode> {
+pub(crate) fn codes(rs: &[pb::Reason]) -> Vec<pb::ReasonCode> {
     rs.iter().filter_map(|r| pb::ReasonCode::try_from(r.code).ok()).collect()
 }
 
-async fn start(c: &mut Client, policy: &str) -> pb::StartSessionResponse {
+pub(crate) async fn start(c: &mut Client, policy: &str) -> pb::StartSessionResponse {
     c.start_session(pb::StartSessionRequest { policy: policy.into(), client_reference: Some("chat-user-42".into()), locale: "ja".into() })
         .await
         .expect("session starts")
@@ -42,12 +41,12 @@ async fn start(c: &mut Client, policy: &str) -> pb::StartSessionResponse {
 }
 
 /// Frames answering every step of the session's challenge with `person`'s face.
-fn frames_for(s: &pb::StartSessionResponse, person: &str) -> Vec<pb::Frame> {
+pub(crate) fn frames_for(s: &pb::StartSessionResponse, person: &str) -> Vec<pb::Frame> {
     let ch = s.challenge.as_ref().expect("a challenge");
     ch.steps.iter().map(|st| frame(answer(person, st.pose(), 25.0), st.index as usize)).collect()
 }
 
-async fn add_frames(c: &mut Client, s: &pb::StartSessionResponse, frames: Vec<pb::Frame>) -> pb::SessionProgress {
+pub(crate) async fn add_frames(c: &mut Client, s: &pb::StartSessionResponse, frames: Vec<pb::Frame>) -> pb::SessionProgress {
     let mut last = None;
     for f in frames {
         let p =
@@ -57,14 +56,14 @@ async fn add_frames(c: &mut Client, s: &pb::StartSessionResponse, frames: Vec<pb
     last.expect("at least one frame")
 }
 
-async fn add_document(c: &mut Client, s: &pb::StartSessionResponse, card: Vec<u8>) -> pb::SessionProgress {
+pub(crate) async fn add_document(c: &mut Client, s: &pb::StartSessionResponse, card: Vec<u8>) -> pb::SessionProgress {
     c.add_document(pb::AddDocumentRequest { session_id: s.session_id.clone(), image: Some(image(card)), type_hint: 0 })
         .await
         .expect("document added")
         .into_inner()
 }
 
-fn decision(r: &pb::VerificationResult) -> pb::Decision {
+pub(crate) fn decision(r: &pb::VerificationResult) -> pb::Decision {
     pb::Decision::try_from(r.decision).expect("a decision")
 }
 
@@ -189,7 +188,7 @@ async fn resident_certificate_needs_a_valid_signature_to_accept() {
     let user = pki.user(UserKind::Good, KeyAlg::Rsa2048);
     let sig = pb::SignatureEvidence {
         certificate_chain: user.chain_der(),
-        signature: user.sign(&s.nonce),
+        signature: user.sign(&s.to_be_signed),
         signature_algorithm: user.algorithm().into(),
         signed_data: None,
     };
@@ -205,7 +204,9 @@ async fn each_signature_failure_is_reported_with_its_reason() {
     let b = backends();
     let pki = TestPki::new();
     let dir = pki.trust_dir();
-    let (orch, _) = orchestrator(trusting(&dir, b)).await;
+    // Every case below is a signature added to one session.
+    let cfg = OrchestratorConfig { max_signatures_per_session: 10, ..trusting(&dir, b) };
+    let (orch, _) = orchestrator(cfg).await;
     let mut c = client(&orch).await;
     let s = start(&mut c, "resident-certificate").await;
     let other_nonce = vec![7u8; 32];
@@ -218,7 +219,7 @@ async fn each_signature_failure_is_reported_with_its_reason() {
     ];
     for (kind, signed_nonce, expected) in cases {
         let user = pki.user(kind, KeyAlg::EcdsaP256);
-        let signed = signed_nonce.clone().unwrap_or_else(|| s.nonce.clone());
+        let signed = signed_nonce.clone().unwrap_or_else(|| s.to_be_signed.clone());
         let ev = pb::SignatureEvidence {
             certificate_chain: user.chain_der(),
             signature: user.sign(&signed),
@@ -414,7 +415,7 @@ async fn one_trace_spans_all_four_services() {
     let b = backends();
     let (orch, _) = orchestrator(orchestrator_config(b)).await;
     let channel = orch.channel().await;
-    let mut c = OrchestratorClient::with_interceptor(channel, ekyc_runtime::trace::inject_trace_context)
+    let mut c = OrchestratorClient::with_interceptor(channel, |r| ekyc_tests::with_api_key(ekyc_runtime::trace::inject_trace_context(r)?))
         .max_decoding_message_size(32 << 20)
         .max_encoding_message_size(32 << 20);
     let root = tracing::info_span!("chatbot verification");

@@ -161,11 +161,36 @@ pub fn orchestrator_config(b: &Backends) -> ekyc_orchestrator::OrchestratorConfi
     cfg
 }
 
-/// An orchestrator serving `cfg` on a free port of the current runtime: the session key
-/// every test replica shares (as a cluster's replicas do), an evidence key of its own;
-/// returns it with its engine (for the evidence key).
+/// The API key every test orchestrator accepts (allowed every policy).
+pub const TEST_API_KEY: &str = "ek_end-to-end-suite-key-0123456789abcdef0123456789";
+
+/// The state keys every test replica shares (as a cluster's replicas do).
+pub fn test_state_keys() -> ekyc_runtime::seal::Keyring {
+    ekyc_runtime::seal::Keyring::new(vec![("test-2026".into(), [0x5e; 32])]).expect("valid key")
+}
+
+/// A channel whose calls carry [`TEST_API_KEY`].
+pub type Authed = tonic::service::interceptor::InterceptedService<Channel, fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>>;
+
+/// Adds `authorization: Bearer TEST_API_KEY`.
+pub fn with_api_key(mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    r.metadata_mut().insert("authorization", format!("Bearer {TEST_API_KEY}").parse().expect("ASCII"));
+    Ok(r)
+}
+
+/// An orchestrator client that authenticates with [`TEST_API_KEY`].
+pub fn authed(channel: Channel) -> ekyc_proto::v1::orchestrator_client::OrchestratorClient<Authed> {
+    ekyc_proto::v1::orchestrator_client::OrchestratorClient::with_interceptor(channel, with_api_key as fn(_) -> _)
+        .max_decoding_message_size(32 << 20)
+        .max_encoding_message_size(32 << 20)
+}
+
+/// An orchestrator serving `cfg` on a free port of the current runtime: the state keys every
+/// test replica shares (as a cluster's replicas do), [`TEST_API_KEY`] as its one caller, an
+/// evidence key of its own; returns it with its engine (for the evidence key).
 pub async fn orchestrator(cfg: ekyc_orchestrator::OrchestratorConfig) -> (Running, std::sync::Arc<ekyc_orchestrator::Engine>) {
-    let keys = ekyc_orchestrator::Keys { session_key: vec![0x5e; 32], evidence_key: ekyc_evidence::EvidenceKey::generate() };
+    let api_keys = vec![ekyc_orchestrator::auth::ApiKeyConfig::for_secret("e2e", TEST_API_KEY, Vec::new()).expect("key config")];
+    let keys = ekyc_orchestrator::Keys { state: test_state_keys(), evidence_key: ekyc_evidence::EvidenceKey::generate(), api_keys };
     let engine = std::sync::Arc::new(ekyc_orchestrator::Engine::new(cfg, keys, 32 << 20).expect("engine"));
     let r = serve_orchestrator(std::sync::Arc::clone(&engine)).await;
     (r, engine)

@@ -71,11 +71,15 @@ enum Command {
     },
     /// Run one verification against an orchestrator: start a session, answer the challenge
     /// with the photo for each requested pose, add the document (and a signature over the
-    /// session nonce), finish, print the decision and save the signed evidence record.
+    /// session's to-be-signed bytes), finish, print the decision and save the signed evidence record.
     Verify {
         /// Orchestrator address.
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         server: String,
+        /// File holding the operator's API key (used for StartSession only; the session
+        /// token does the rest). The environment variable EKYC_API_KEY takes precedence.
+        #[arg(long, value_name = "FILE", default_value = "ekyc-keys/api-key")]
+        api_key_file: PathBuf,
         /// Policy name (empty: the server's default).
         #[arg(long, default_value = "")]
         policy: String,
@@ -186,9 +190,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { service } => serve::serve(&settings, service),
         Command::Evidence { what: EvidenceCommand::Verify { file, key, json } } => evidence::verify(&file, key.as_deref(), json),
         Command::Health { wait } => health::health(&settings, wait),
-        Command::Verify { server, policy, front, left, right, up, down, document, cert_chain, key, client_reference, out_dir, json } => {
+        Command::Verify {
+            server,
+            api_key_file,
+            policy,
+            front,
+            left,
+            right,
+            up,
+            down,
+            document,
+            cert_chain,
+            key,
+            client_reference,
+            out_dir,
+            json,
+        } => {
             verify::verify(&verify::VerifyArgs {
                 server,
+                api_key: verify::api_key(&api_key_file)?,
                 policy,
                 front,
                 left,

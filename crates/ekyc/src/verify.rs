@@ -1,7 +1,9 @@
 //! `ekyc verify`: the reference client and operator's smoke test. Starts a session under a
 //! policy, answers the random challenge with the photo given for each requested pose, adds
-//! the document (and a signature over the session nonce when a certificate and key are
-//! given), finishes, prints the decision and reasons, and saves the signed evidence record.
+//! the document (and a signature over the session's to-be-signed bytes when a certificate
+//! and key are given), finishes, prints the decision and reasons, and saves the signed
+//! evidence record. It starts the session with the operator's API key and makes every
+//! other call with the session token, as a browser or chat client would.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +20,8 @@ use serde_json::json;
 #[derive(Debug)]
 pub struct VerifyArgs {
     pub server: String,
+    /// The operator's API key (StartSession only).
+    pub api_key: String,
     pub policy: String,
     pub front: PathBuf,
     pub left: Option<PathBuf>,
@@ -33,6 +37,28 @@ pub struct VerifyArgs {
     pub max_message_bytes: usize,
 }
 
+/// `msg` with `authorization: Bearer <credential>`.
+pub fn authed<T>(msg: T, credential: &str) -> Result<tonic::Request<T>> {
+    let mut r = tonic::Request::new(msg);
+    let value = format!("Bearer {credential}").parse().map_err(|_| anyhow!("the API key or token is not valid header text"))?;
+    r.metadata_mut().insert("authorization", value);
+    Ok(r)
+}
+
+/// The API key: `EKYC_API_KEY`, else the file (by default the development key that
+/// `ekyc serve` creates at first start).
+pub fn api_key(file: &Path) -> Result<String> {
+    if let Ok(k) = std::env::var("EKYC_API_KEY")
+        && !k.trim().is_empty()
+    {
+        return Ok(k.trim().to_string());
+    }
+    let text = std::fs::read_to_string(file).with_context(|| {
+        format!("reading the API key from {} (set EKYC_API_KEY or --api-key-file; `ekyc serve` creates one at first start)", file.display())
+    })?;
+    Ok(text.trim().to_string())
+}
+
 fn image(path: &Path) -> Result<pb::Image> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(pb::Image { data, content_type: None })
@@ -42,10 +68,10 @@ fn reasons_line(rs: &[pb::Reason]) -> String {
     rs.iter().map(|r| format!("{}{}", reason_name(r.code), if r.blocking { "" } else { " (warning)" })).collect::<Vec<_>>().join(", ")
 }
 
-/// Signs `nonce` with a PKCS#8 private key (PEM): RSA gives RSA_PKCS1_SHA256 (as the My
+/// Signs `data` with a PKCS#8 private key (PEM): RSA gives RSA_PKCS1_SHA256 (as the My
 /// Number card's JPKI signature), P-256 ECDSA_P256_SHA256, P-384 ECDSA_P384_SHA384, Ed25519
 /// ED25519.
-pub fn sign_nonce(key_pem: &[u8], nonce: &[u8]) -> Result<(String, Vec<u8>)> {
+pub fn sign(key_pem: &[u8], data: &[u8]) -> Result<(String, Vec<u8>)> {
     let der = pem_blocks(key_pem)?
         .into_iter()
         .find(|(label, _)| label.contains("PRIVATE KEY"))
@@ -54,19 +80,19 @@ pub fn sign_nonce(key_pem: &[u8], nonce: &[u8]) -> Result<(String, Vec<u8>)> {
     let rng = SystemRandom::new();
     if let Ok(k) = rs::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der) {
         let _ = k.public_key();
-        return Ok(("ED25519".into(), k.sign(nonce).as_ref().to_vec()));
+        return Ok(("ED25519".into(), k.sign(data).as_ref().to_vec()));
     }
     for (alg, name) in
         [(&rs::ECDSA_P256_SHA256_ASN1_SIGNING, "ECDSA_P256_SHA256"), (&rs::ECDSA_P384_SHA384_ASN1_SIGNING, "ECDSA_P384_SHA384")]
     {
         if let Ok(k) = rs::EcdsaKeyPair::from_pkcs8(alg, &der, &rng) {
-            let sig = k.sign(&rng, nonce).map_err(|_| anyhow!("ECDSA signing failed"))?;
+            let sig = k.sign(&rng, data).map_err(|_| anyhow!("ECDSA signing failed"))?;
             return Ok((name.into(), sig.as_ref().to_vec()));
         }
     }
     let k = rs::RsaKeyPair::from_pkcs8(&der).map_err(|e| anyhow!("the key is neither Ed25519, P-256, P-384 nor RSA in PKCS#8: {e}"))?;
     let mut sig = vec![0u8; k.public().modulus_len()];
-    k.sign(&rs::RSA_PKCS1_SHA256, &rng, nonce, &mut sig).map_err(|_| anyhow!("RSA signing failed"))?;
+    k.sign(&rs::RSA_PKCS1_SHA256, &rng, data, &mut sig).map_err(|_| anyhow!("RSA signing failed"))?;
     Ok(("RSA_PKCS1_SHA256".into(), sig))
 }
 
@@ -92,16 +118,17 @@ async fn run(a: &VerifyArgs) -> Result<()> {
     let status = |s: tonic::Status| anyhow!("{:?}: {}", s.code(), s.message());
 
     let started = c
-        .start_session(pb::StartSessionRequest {
-            policy: a.policy.clone(),
-            client_reference: a.client_reference.clone(),
-            locale: String::new(),
-        })
+        .start_session(authed(
+            pb::StartSessionRequest { policy: a.policy.clone(), client_reference: a.client_reference.clone(), locale: String::new() },
+            &a.api_key,
+        )?)
         .await
         .map_err(status)
         .context("StartSession")?
         .into_inner();
     let id = started.session_id.clone();
+    // From here on the session token, never the API key.
+    let token = started.session_token.clone();
     let challenge = started.challenge.clone().unwrap_or_default();
     if !a.json {
         let poses: Vec<&str> = challenge.steps.iter().map(|s| pose_name(s.pose)).collect();
@@ -116,7 +143,7 @@ async fn run(a: &VerifyArgs) -> Result<()> {
         let path = a.photo_for(step.pose)?;
         let frame = pb::Frame { image: Some(image(path)?), step_index: step.index, client_capture_unix_ms: None, mirrored: false };
         let p = c
-            .add_frame(pb::AddFrameRequest { session_id: id.clone(), frame: Some(frame) })
+            .add_frame(authed(pb::AddFrameRequest { session_id: id.clone(), frame: Some(frame) }, &token)?)
             .await
             .map_err(status)
             .with_context(|| format!("AddFrame step {}", step.index))?
@@ -139,7 +166,7 @@ async fn run(a: &VerifyArgs) -> Result<()> {
         }
     }
     let p = c
-        .add_document(pb::AddDocumentRequest { session_id: id.clone(), image: Some(image(&a.document)?), type_hint: 0 })
+        .add_document(authed(pb::AddDocumentRequest { session_id: id.clone(), image: Some(image(&a.document)?), type_hint: 0 }, &token)?)
         .await
         .map_err(status)
         .context("AddDocument")?
@@ -161,15 +188,15 @@ async fn run(a: &VerifyArgs) -> Result<()> {
                 bail!("{}: no CERTIFICATE block", chain.display());
             }
             let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
-            let (algorithm, signature) = sign_nonce(&key_pem, &started.nonce)?;
+            let (algorithm, signature) = sign(&key_pem, &started.to_be_signed)?;
             let ev = pb::SignatureEvidence {
                 certificate_chain: certs,
                 signature,
                 signature_algorithm: algorithm,
-                signed_data: Some(started.nonce.clone()),
+                signed_data: Some(started.to_be_signed.clone()),
             };
             let p = c
-                .add_signature(pb::AddSignatureRequest { session_id: id.clone(), signature: Some(ev) })
+                .add_signature(authed(pb::AddSignatureRequest { session_id: id.clone(), signature: Some(ev) }, &token)?)
                 .await
                 .map_err(status)
                 .context("AddSignature")?
@@ -188,7 +215,7 @@ async fn run(a: &VerifyArgs) -> Result<()> {
         (None, None) => {}
         _ => bail!("--cert-chain and --key go together"),
     }
-    let r = c.finish(pb::FinishRequest { session_id: id.clone() }).await.map_err(status).context("Finish")?.into_inner();
+    let r = c.finish(authed(pb::FinishRequest { session_id: id.clone() }, &token)?).await.map_err(status).context("Finish")?.into_inner();
     let evidence = r.evidence.clone().unwrap_or_default();
     std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
     let file = a.out_dir.join(format!("evidence-{id}.json"));
