@@ -42,7 +42,7 @@ pub use algorithm::SUPPORTED_ALGORITHMS;
 pub use config::{AnchorConfig, TrustConfig};
 pub use profile::{CertificateProfile, PROFILE_NAMES};
 pub use store::{Anchor, TrustStore};
-pub use tbs::{ContextField, MAX_TO_BE_SIGNED_BYTES, TO_BE_SIGNED_HEADER, ToBeSigned};
+pub use tbs::{ContextField, MAX_ISSUER_BYTES, MAX_TO_BE_SIGNED_BYTES, TO_BE_SIGNED_HEADER, ToBeSigned};
 pub use verify::{Failure, FailureKind, Revocation, SignatureInput, Verdict};
 
 /// Limits on what a client may send, checked before any parsing.

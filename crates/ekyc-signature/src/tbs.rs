@@ -23,6 +23,9 @@ pub const TO_BE_SIGNED_HEADER: &str = "ekyc-signature/v1";
 /// not one (a session id is at most 128 bytes, a nonce 32).
 pub const MAX_TO_BE_SIGNED_BYTES: usize = 4096;
 
+/// Longest issuer [`ToBeSigned::validate_issuer`] accepts, in bytes.
+pub const MAX_ISSUER_BYTES: usize = 256;
+
 /// The session context a signature is bound to. Build it from the session when it starts,
 /// hand [`ToBeSigned::to_bytes`] to the client as `to_be_signed`, and pass the same bytes
 /// to [`crate::TrustStore::verify`].
@@ -143,6 +146,22 @@ impl ToBeSigned {
         (parsed.to_bytes() == bytes).then_some(parsed)
     }
 
+    /// Checks an issuer (`orchestrator.issuer`) for use in to-be-signed bytes: not empty,
+    /// no control characters (a `\n` would break the format), at most 256 bytes. For the
+    /// orchestrator's settings validation; the message names the problem.
+    pub fn validate_issuer(issuer: &str) -> Result<(), String> {
+        if issuer.is_empty() {
+            return Err("the issuer is empty; it names this deployment in the bytes clients sign".into());
+        }
+        if issuer.len() > MAX_ISSUER_BYTES {
+            return Err(format!("the issuer is {} bytes; at most {MAX_ISSUER_BYTES} are accepted", issuer.len()));
+        }
+        if issuer.chars().any(char::is_control) {
+            return Err("the issuer contains a control character (such as a line break); it must be one line of text".into());
+        }
+        Ok(())
+    }
+
     /// The fields in which `other` differs from `self`, in the documented order.
     pub fn differences(&self, other: &ToBeSigned) -> Vec<ContextField> {
         let mut out = Vec::new();
@@ -233,6 +252,15 @@ mod tests {
         // Values with a newline do not round-trip.
         let newline = ToBeSigned { issuer: "a\nb".into(), ..sample() };
         assert_eq!(ToBeSigned::parse(&newline.to_bytes()), None);
+    }
+
+    #[test]
+    fn issuers_must_be_one_short_line() {
+        assert_eq!(ToBeSigned::validate_issuer("ekyc.city.example.jp"), Ok(()));
+        assert_eq!(ToBeSigned::validate_issuer("本番"), Ok(()));
+        for bad in ["", "a\nb", "tab\there", &"x".repeat(MAX_ISSUER_BYTES + 1)] {
+            assert!(ToBeSigned::validate_issuer(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
