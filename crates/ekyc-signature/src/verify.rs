@@ -283,7 +283,7 @@ fn check_signature(
         failures.push(failure(
             FailureKind::SignatureInvalid,
             format!(
-                "signature algorithm {} needs an {} key but the signing certificate holds an {} key; name the algorithm that matches the certificate",
+                "signature algorithm {} needs an {} key but the signer's certificate holds an {} key; name the algorithm that matches the certificate",
                 alg.name,
                 alg.key.describe(),
                 key.describe()
