@@ -1,5 +1,5 @@
 //! The operator's trust settings for signature evidence: which CA certificates are trust
-//! anchors (for My Number cards: the JPKI signing CA), their CRLs, the clock skew allowed
+//! anchors (for My Number cards: the JPKI user-authentication and signing CAs), their CRLs, the clock skew allowed
 //! and whether an unchecked revocation status is acceptable. A section of the settings file.
 
 use std::collections::HashSet;

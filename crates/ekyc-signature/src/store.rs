@@ -120,12 +120,23 @@ impl TrustStore {
         self.anchors.is_empty()
     }
 
-    /// Judges one piece of signature evidence at time `now`. `nonce` is the session's
-    /// nonce: the signature must be over exactly these bytes. Errors only for input that
-    /// cannot be judged (unknown algorithm, a certificate that does not parse, an empty or
-    /// oversized chain); everything else is in the verdict.
-    pub fn verify(&self, input: &SignatureInput<'_>, nonce: &[u8], now: SystemTime) -> Result<Verdict, SignatureError> {
-        verify::verify(self, input, nonce, now)
+    /// Judges one piece of signature evidence at time `now`. `to_be_signed` is the
+    /// session's to-be-signed bytes ([`crate::ToBeSigned::to_bytes`], as handed to the
+    /// client): the signature must be over exactly these bytes. `required_profile` names the
+    /// built-in certificate profile ([`crate::PROFILE_NAMES`]) the signer's certificate must
+    /// fit (the policy's `signature_profile`; None = any trusted certificate).
+    ///
+    /// Errors only for input that cannot be judged (unknown algorithm, a certificate that
+    /// does not parse, an empty or oversized chain) and for an unknown profile name
+    /// ([`SignatureError::Config`]); everything else is in the verdict.
+    pub fn verify(
+        &self,
+        input: &SignatureInput<'_>,
+        to_be_signed: &[u8],
+        required_profile: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Verdict, SignatureError> {
+        verify::verify(self, input, to_be_signed, required_profile, now)
     }
 }
 

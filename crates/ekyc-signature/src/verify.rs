@@ -1,7 +1,12 @@
-//! Judging one piece of signature evidence: the signature over the nonce, the path from the
-//! signing certificate to a trust anchor, each certificate's validity period, CA constraints
-//! and key usage, and revocation by the anchor's CRL. Every problem found becomes a
-//! [`Failure`]; the verdict is valid only when there is none.
+//! Judging one piece of signature evidence: the signature over the session's to-be-signed
+//! bytes, the path from the signer's certificate to a trust anchor, each certificate's
+//! validity period, CA constraints and key usage, revocation by the anchor's CRL, and the
+//! certificate profile a policy requires. Every problem found becomes a [`Failure`]; the
+//! verdict is valid only when there is none.
+//!
+//! No personal data leaves: the signer's certificate is named by serial number (and its
+//! SHA-256 in the verdict), never by its subject, which on a JPKI signing certificate names
+//! the holder; CA certificates are named by their subject.
 
 use std::time::SystemTime;
 
@@ -17,7 +22,9 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 use crate::algorithm::{Algorithm, KeyKind};
 use crate::clock::{rfc3339, unix_seconds};
 use crate::name::rfc4514;
+use crate::profile::{self, CertificateProfile};
 use crate::store::{LoadedAnchor, TrustStore, normalized_serial, parse_certificate};
+use crate::tbs::ToBeSigned;
 use crate::{MAX_CERTIFICATE_BYTES, MAX_CHAIN_CERTIFICATES, SignatureError};
 
 /// What the client sent.
@@ -26,22 +33,25 @@ pub struct SignatureInput<'a> {
     /// DER certificates: the signing (leaf) certificate first, then intermediates in any
     /// order; the trust anchor may be included or left out.
     pub chain: &'a [Vec<u8>],
-    /// The signature over the session nonce, in the form `algorithm` names.
+    /// The signature over the session's to-be-signed bytes, in the form `algorithm` names.
     pub signature: &'a [u8],
     /// One of [`crate::SUPPORTED_ALGORITHMS`].
     pub algorithm: &'a str,
-    /// The nonce the client says it signed, when it sends one: a mismatch with the
-    /// session's nonce is reported as [`FailureKind::NonceMismatch`].
-    pub claimed_nonce: Option<&'a [u8]>,
+    /// The bytes the client says it signed (`SignatureEvidence.signed_data`), when it sends
+    /// them. Never trusted: the signature is always checked over the session's own bytes.
+    /// When they differ from those, the verdict fails with
+    /// [`FailureKind::SignatureContextMismatch`] if they are to-be-signed bytes of another
+    /// context that the signature does verify over, else [`FailureKind::NonceMismatch`].
+    pub signed_data: Option<&'a [u8]>,
 }
 
-/// The judgement on one piece of signature evidence, with what the signing certificate says.
+/// The judgement on one piece of signature evidence, with what the signer's certificate
+/// says. Holds no subject and nothing of the certificate's personal-data extensions: a
+/// verdict may be stored, logged and returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
     /// True exactly when `failures` is empty.
     pub valid: bool,
-    /// The signing certificate's subject, RFC 4514 (`CN=...,O=...,C=JP`).
-    pub subject: String,
     /// The signing certificate's issuer, RFC 4514.
     pub issuer: String,
     /// The signing certificate's serial number: lower-case hex, no separators or sign byte.
@@ -53,6 +63,10 @@ pub struct Verdict {
     pub certificate_sha256: String,
     /// The name of the configured anchor the chain reached, if it reached one.
     pub trust_anchor: Option<String>,
+    /// The built-in certificate profile the signer's certificate fits
+    /// ([`crate::PROFILE_NAMES`]): the required one when it fits that, else the first that
+    /// it fits; None when it fits none.
+    pub profile: Option<String>,
     pub revocation: Revocation,
     pub failures: Vec<Failure>,
 }
@@ -84,7 +98,8 @@ pub struct Failure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FailureKind {
-    /// The signature does not verify over the nonce with the certificate's key.
+    /// The signature does not verify over the session's to-be-signed bytes with the
+    /// certificate's key.
     SignatureInvalid,
     /// A certificate of the path is expired or not yet valid.
     CertExpired,
@@ -94,8 +109,12 @@ pub enum FailureKind {
     CertRevoked,
     /// The signing certificate may not sign documents, or an issuer may not sign certificates.
     CertKeyUsage,
-    /// The client signed a different nonce from the session's.
+    /// The bytes the client says it signed are not the session's to-be-signed bytes.
     NonceMismatch,
+    /// The client signed the to-be-signed bytes of another session, deployment or policy.
+    SignatureContextMismatch,
+    /// The signer's certificate does not fit the certificate profile the policy requires.
+    CertProfileMismatch,
     /// Revocation checks are required but the status could not be established.
     #[serde(rename = "CERT_REVOCATION_UNKNOWN")]
     RevocationUnknown,
@@ -111,6 +130,8 @@ impl FailureKind {
             FailureKind::CertRevoked => "CERT_REVOKED",
             FailureKind::CertKeyUsage => "CERT_KEY_USAGE",
             FailureKind::NonceMismatch => "NONCE_MISMATCH",
+            FailureKind::SignatureContextMismatch => "SIGNATURE_CONTEXT_MISMATCH",
+            FailureKind::CertProfileMismatch => "CERT_PROFILE_MISMATCH",
             FailureKind::RevocationUnknown => "CERT_REVOCATION_UNKNOWN",
         }
     }
@@ -122,7 +143,7 @@ fn failure(kind: FailureKind, message: impl Into<String>) -> Failure {
 
 /// Critical extensions this verifier understands or may safely ignore; any other critical
 /// extension (name or policy constraints among them) makes a certificate untrusted.
-const KNOWN_CRITICAL: [&str; 12] = [
+const KNOWN_CRITICAL: [&str; 18] = [
     "2.5.29.15",         // keyUsage
     "2.5.29.19",         // basicConstraints
     "2.5.29.32",         // certificatePolicies (no policy is required)
@@ -135,12 +156,27 @@ const KNOWN_CRITICAL: [&str; 12] = [
     "2.5.29.9",          // subjectDirectoryAttributes
     "2.5.29.16",         // privateKeyUsagePeriod
     "1.3.6.1.5.5.7.1.1", // authorityInfoAccess
+    // The JPKI signing certificate's holder data (name, name in other characters, gender,
+    // birth date, address, address in other characters): data only, deliberately never read.
+    "1.2.392.200149.8.5.5.1",
+    "1.2.392.200149.8.5.5.2",
+    "1.2.392.200149.8.5.5.3",
+    "1.2.392.200149.8.5.5.4",
+    "1.2.392.200149.8.5.5.5",
+    "1.2.392.200149.8.5.5.6",
 ];
 
 /// Signature algorithm OIDs with SHA-1, refused on certificates and CRLs.
 const SHA1_SIGNATURES: [&str; 3] = ["1.2.840.113549.1.1.5", "1.3.14.3.2.29", "1.2.840.10045.4.1"];
 
-pub(crate) fn verify(store: &TrustStore, input: &SignatureInput<'_>, nonce: &[u8], now: SystemTime) -> Result<Verdict, SignatureError> {
+pub(crate) fn verify(
+    store: &TrustStore,
+    input: &SignatureInput<'_>,
+    to_be_signed: &[u8],
+    required_profile: Option<&str>,
+    now: SystemTime,
+) -> Result<Verdict, SignatureError> {
+    let required = required_profile.map(CertificateProfile::lookup).transpose()?;
     let alg = Algorithm::from_name(input.algorithm).ok_or_else(|| SignatureError::UnsupportedAlgorithm(input.algorithm.to_string()))?;
     if input.chain.is_empty() {
         return Err(SignatureError::EmptyChain);
@@ -172,13 +208,7 @@ pub(crate) fn verify(store: &TrustStore, input: &SignatureInput<'_>, nonce: &[u8
     let skew = i64::from(store.clock_skew_s);
     let mut failures = Vec::new();
 
-    match input.claimed_nonce {
-        Some(claimed) if claimed != nonce => failures.push(failure(
-            FailureKind::NonceMismatch,
-            "the client signed a different nonce from this session's; sign exactly the nonce issued for this session",
-        )),
-        _ => check_nonce_signature(&alg, leaf, nonce, input.signature, &mut failures),
-    }
+    check_signature(&alg, leaf, to_be_signed, input.signed_data, input.signature, &mut failures);
 
     let path = build_path(store, &anchors, &certs, &mut failures);
     for (pos, cert) in path.certs.iter().enumerate() {
@@ -194,41 +224,104 @@ pub(crate) fn verify(store: &TrustStore, input: &SignatureInput<'_>, nonce: &[u8
         None => Revocation::NotChecked,
     };
 
+    let fits = profile::fitting(leaf);
+    let profile = match required {
+        Some(req) => match req.misfit(leaf) {
+            None => Some(req),
+            Some(why) => {
+                let fits_instead = match fits {
+                    Some(p) => format!("it fits the profile {:?}", p.name()),
+                    None => "it fits no built-in profile".to_string(),
+                };
+                failures.push(failure(
+                    FailureKind::CertProfileMismatch,
+                    format!(
+                        "{} does not fit the certificate profile {:?} this policy requires: {why}; {fits_instead}",
+                        leaf_label(leaf),
+                        req.name()
+                    ),
+                ));
+                fits
+            }
+        },
+        None => fits,
+    };
+
     let validity = leaf.validity();
     Ok(Verdict {
         valid: failures.is_empty(),
-        subject: rfc4514(leaf.subject()),
         issuer: rfc4514(leaf.issuer()),
         serial_hex: hex::encode(normalized_serial(leaf.raw_serial())),
         not_before_unix_ms: validity.not_before.timestamp().saturating_mul(1000),
         not_after_unix_ms: validity.not_after.timestamp().saturating_mul(1000),
         certificate_sha256: hex::encode(Sha256::digest(&input.chain[0])),
         trust_anchor: anchor.map(|a| a.name.clone()),
+        profile: profile.map(|p| p.name().to_string()),
         revocation,
         failures,
     })
 }
 
-fn check_nonce_signature(alg: &Algorithm, leaf: &X509Certificate<'_>, nonce: &[u8], signature: &[u8], failures: &mut Vec<Failure>) {
+/// How the signer's certificate is named in messages: by serial number, never by its
+/// subject (which on a JPKI signing certificate is the holder's name).
+fn leaf_label(leaf: &X509Certificate<'_>) -> String {
+    format!("the signer's certificate (serial {})", hex::encode(normalized_serial(leaf.raw_serial())))
+}
+
+/// The signature over the session's to-be-signed bytes, and what the client's echo of the
+/// bytes it signed (`signed_data`) says about a mismatch.
+fn check_signature(
+    alg: &Algorithm,
+    leaf: &X509Certificate<'_>,
+    to_be_signed: &[u8],
+    signed_data: Option<&[u8]>,
+    signature: &[u8],
+    failures: &mut Vec<Failure>,
+) {
     let key = key_kind(leaf.public_key());
     if key != alg.key {
         failures.push(failure(
             FailureKind::SignatureInvalid,
             format!(
-                "signature algorithm {} needs an {} key but the signing certificate holds an {} key; name the algorithm that matches the certificate",
+                "signature algorithm {} needs an {} key but the signer's certificate holds an {} key; name the algorithm that matches the certificate",
                 alg.name,
                 alg.key.describe(),
                 key.describe()
             ),
         ));
-    } else if !alg.verify(&leaf.public_key().subject_public_key.data, nonce, signature) {
-        failures.push(failure(
+        return;
+    }
+    let verifies = |message: &[u8]| alg.verify(&leaf.public_key().subject_public_key.data, message, signature);
+    // Always over the session's own bytes; the echo only explains a failure.
+    let genuine = verifies(to_be_signed);
+    match signed_data {
+        Some(echo) if echo != to_be_signed => match ToBeSigned::parse(echo) {
+            Some(theirs) if verifies(echo) => {
+                let fields = match ToBeSigned::parse(to_be_signed) {
+                    Some(ours) => ours.differences(&theirs).iter().map(|f| f.name()).collect::<Vec<_>>().join(", "),
+                    None => "format".to_string(),
+                };
+                failures.push(failure(
+                    FailureKind::SignatureContextMismatch,
+                    format!(
+                        "the signature was made for another context: the signed bytes differ from this session's to_be_signed in {fields}; sign exactly this session's StartSessionResponse.to_be_signed"
+                    ),
+                ));
+            }
+            _ => failures.push(failure(
+                FailureKind::NonceMismatch,
+                "the bytes the client says it signed (signed_data) are not this session's to_be_signed; sign exactly StartSessionResponse.to_be_signed and echo it unchanged",
+            )),
+        },
+        _ if !genuine => failures.push(failure(
             FailureKind::SignatureInvalid,
             format!(
-                "the signature does not verify as {} over this session's nonce with the signing certificate's key; sign exactly the nonce bytes with the key of the certificate sent first",
-                alg.name
+                "the signature does not verify as {} over this session's to_be_signed bytes with the key of {}; sign exactly StartSessionResponse.to_be_signed (not the bare nonce, not another session's bytes) with the key of the certificate sent first",
+                alg.name,
+                leaf_label(leaf)
             ),
-        ));
+        )),
+        _ => {}
     }
 }
 
@@ -266,6 +359,7 @@ fn build_path<'p, 'c>(
     used[0] = true;
     loop {
         let cur = path.certs[path.certs.len() - 1];
+        let cur_label = if path.certs.len() == 1 { leaf_label(cur) } else { format!("'{}'", rfc4514(cur.subject())) };
         let issuer_raw = cur.issuer().as_raw();
         let mut mismatch: Option<String> = None;
         for (i, anchor) in anchors {
@@ -300,18 +394,16 @@ fn build_path<'p, 'c>(
                 let message = if store.is_empty() {
                     "no signature trust anchors are configured, so no certificate can be trusted; configure the CA certificate that issues the signing certificates (for My Number cards, the JPKI signing CA)".to_string()
                 } else if let Some(m) = mismatch {
-                    format!("'{}' names '{}' as its issuer, but {m}", rfc4514(cur.subject()), rfc4514(cur.issuer()))
+                    format!("{cur_label} names '{}' as its issuer, but {m}", rfc4514(cur.issuer()))
                 } else if cur.subject().as_raw() == issuer_raw {
                     format!(
-                        "the chain ends at the self-signed '{}', which is not a configured trust anchor ({})",
-                        rfc4514(cur.subject()),
+                        "the chain ends at the self-signed {cur_label}, which is not a configured trust anchor ({})",
                         anchor_names(store)
                     )
                 } else {
                     format!(
-                        "the issuer '{}' of '{}' is neither in the chain nor a configured trust anchor ({}); send any intermediate certificates after the signing certificate",
+                        "the issuer '{}' of {cur_label} is neither in the chain nor a configured trust anchor ({}); send any intermediate certificates after the signer's certificate",
                         rfc4514(cur.issuer()),
-                        rfc4514(cur.subject()),
                         anchor_names(store)
                     )
                 };
@@ -372,35 +464,28 @@ pub(crate) fn may_sign_certificates(cert: &X509Certificate<'_>) -> bool {
 
 /// Checks of one certificate of the path: `pos` 0 is the leaf, others are intermediate CAs.
 fn check_certificate(cert: &X509Certificate<'_>, pos: usize, path: &Path<'_, '_>, now_s: i64, skew: i64, failures: &mut Vec<Failure>) {
-    let role = if pos == 0 { "signing" } else { "intermediate CA" };
-    let subject = rfc4514(cert.subject());
+    // The leaf by serial (its subject may name a person), CAs by subject.
+    let label = if pos == 0 { leaf_label(cert) } else { format!("the intermediate CA certificate '{}'", rfc4514(cert.subject())) };
     let validity = cert.validity();
     let (not_before, not_after) = (validity.not_before.timestamp(), validity.not_after.timestamp());
     if now_s.saturating_add(skew) < not_before {
         failures.push(failure(
             FailureKind::CertExpired,
-            format!(
-                "the {role} certificate '{subject}' is not valid before {}; check the client's and the server's clocks",
-                rfc3339(not_before)
-            ),
+            format!("{label} is not valid before {}; check the client's and the server's clocks", rfc3339(not_before)),
         ));
     } else if now_s.saturating_sub(skew) > not_after {
         let advice =
             if pos == 0 { "renew the certificate (for a My Number card, at the municipal office)" } else { "the issuer must renew it" };
-        failures.push(failure(
-            FailureKind::CertExpired,
-            format!("the {role} certificate '{subject}' expired at {}; {advice}", rfc3339(not_after)),
-        ));
+        failures.push(failure(FailureKind::CertExpired, format!("{label} expired at {}; {advice}", rfc3339(not_after))));
     }
     for ext in cert.extensions() {
         let oid = ext.oid.to_id_string();
         if matches!(ext.parsed_extension(), ParsedExtension::ParseError { .. }) {
-            failures
-                .push(failure(FailureKind::CertUntrusted, format!("the {role} certificate '{subject}' has a malformed extension {oid}")));
+            failures.push(failure(FailureKind::CertUntrusted, format!("{label} has a malformed extension {oid}")));
         } else if ext.critical && !KNOWN_CRITICAL.contains(&oid.as_str()) {
             failures.push(failure(
                 FailureKind::CertUntrusted,
-                format!("the {role} certificate '{subject}' has a critical extension {oid} that this verifier does not process"),
+                format!("{label} has a critical extension {oid} that this verifier does not process"),
             ));
         }
     }
@@ -409,11 +494,11 @@ fn check_certificate(cert: &X509Certificate<'_>, pos: usize, path: &Path<'_, '_>
             Ok(Some(ku)) if !(ku.value.digital_signature() || ku.value.non_repudiation()) => failures.push(failure(
                 FailureKind::CertKeyUsage,
                 format!(
-                    "the signing certificate '{subject}' has keyUsage {} which allows neither digitalSignature nor nonRepudiation; sign with a signing certificate (for a My Number card, the signature certificate)",
+                    "{label} has keyUsage {} which allows neither digitalSignature nor nonRepudiation; sign with a certificate made for signing (for a My Number card, the user-authentication or the signature certificate)",
                     ku.value
                 ),
             )),
-            Err(e) => failures.push(failure(FailureKind::CertKeyUsage, format!("the signing certificate's keyUsage does not parse ({e})"))),
+            Err(e) => failures.push(failure(FailureKind::CertKeyUsage, format!("the keyUsage of {label} does not parse ({e})"))),
             _ => {}
         }
         return;
@@ -421,14 +506,11 @@ fn check_certificate(cert: &X509Certificate<'_>, pos: usize, path: &Path<'_, '_>
     if !is_ca(cert) {
         failures.push(failure(
             FailureKind::CertUntrusted,
-            format!("'{subject}' issued a certificate of the chain but is not a CA (basicConstraints)"),
+            format!("{label} issued a certificate of the chain but is not a CA (basicConstraints)"),
         ));
     }
     if !may_sign_certificates(cert) {
-        failures.push(failure(
-            FailureKind::CertKeyUsage,
-            format!("the keyUsage of the intermediate CA '{subject}' does not allow keyCertSign"),
-        ));
+        failures.push(failure(FailureKind::CertKeyUsage, format!("the keyUsage of {label} does not allow keyCertSign")));
     }
     check_path_length(cert, pos - 1, failures);
     if pos == path.certs.len() - 1
@@ -488,25 +570,27 @@ fn revocation(
             continue;
         }
         if let Some(when) = crl.revoked.get(&normalized_serial(cert.raw_serial())) {
-            let role = if pos == 0 { "signing" } else { "intermediate CA" };
+            let label = if pos == 0 {
+                leaf_label(cert)
+            } else {
+                format!(
+                    "the intermediate CA certificate '{}' (serial {})",
+                    rfc4514(cert.subject()),
+                    hex::encode(normalized_serial(cert.raw_serial()))
+                )
+            };
             return (
                 Revocation::Revoked,
                 Some(failure(
                     FailureKind::CertRevoked,
-                    format!(
-                        "the {role} certificate '{}' (serial {}) was revoked at {} by '{}'; it cannot be used to sign",
-                        rfc4514(cert.subject()),
-                        hex::encode(normalized_serial(cert.raw_serial())),
-                        rfc3339(*when),
-                        crl.issuer
-                    ),
+                    format!("{label} was revoked at {} by '{}'; it cannot be used to sign", rfc3339(*when), crl.issuer),
                 )),
             );
         }
     }
     if path[0].issuer().as_raw() != crl.issuer_raw.as_slice() || crl.only_ca_certs {
         return unknown(format!(
-            "the CRL configured for trust anchor {:?} is issued by '{}' and does not cover the signing certificate, issued by '{}'; configure the CRL of the CA that issues signing certificates",
+            "the CRL configured for trust anchor {:?} is issued by '{}' and does not cover the signer's certificate, issued by '{}'; configure the CRL of the CA that issues the signers' certificates",
             anchor.name,
             crl.issuer,
             rfc4514(path[0].issuer())
@@ -539,7 +623,17 @@ mod tests {
     #[test]
     fn reason_codes_are_the_serialized_names() {
         use FailureKind::*;
-        for kind in [SignatureInvalid, CertExpired, CertUntrusted, CertRevoked, CertKeyUsage, NonceMismatch, RevocationUnknown] {
+        for kind in [
+            SignatureInvalid,
+            CertExpired,
+            CertUntrusted,
+            CertRevoked,
+            CertKeyUsage,
+            NonceMismatch,
+            SignatureContextMismatch,
+            CertProfileMismatch,
+            RevocationUnknown,
+        ] {
             let json = serde_json::to_value(kind).expect("serializes");
             assert_eq!(json.as_str(), Some(kind.reason_code()));
         }

@@ -4,6 +4,16 @@
 //! CA publishes, and the signatures over a nonce that a My Number card (JPKI, RSA PKCS#1 v1.5
 //! with SHA-256) or another device would make.
 //!
+//! [`TestPki::jpki`] mimics the two certificates of a My Number card's JPKI applet (all-RSA
+//! 2048, sha256WithRSAEncryption): [`JpkiProfile::UserAuthentication`], a CA named
+//! `C=JP, O=JPKI, OU=JPKI for user authentication, OU=Japan Agency for Local Authority
+//! Information Systems` issuing users with keyUsage digitalSignature, extendedKeyUsage
+//! clientAuth and an opaque random subject; and [`JpkiProfile::Signing`], a CA named
+//! `... OU=JPKI for digital signature ...` issuing users with keyUsage nonRepudiation whose
+//! subject names [`JPKI_TEST_PERSON`] and whose JPKI extensions 1.2.392.200149.8.5.5.1 to .6
+//! carry that person's name, gender, birth date and address as UTF8Strings, so tests can
+//! check that none of it comes out of a verifier. Every [`UserKind`] works in both.
+//!
 //! ```no_run
 //! use ekyc_testkit::pki::{KeyAlg, TestPki, UserKind};
 //! let pki = TestPki::new();
@@ -23,8 +33,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType, IsCa, KeyIdMethod, KeyPair,
-    KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, CustomExtension, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature as rs;
@@ -35,6 +45,76 @@ use time::{Duration, OffsetDateTime};
 pub const ROOT_CA_NAME: &str = "ekyc Test Root CA";
 /// How many revoked users one PKI can issue (their serials are in the CRL from the start).
 pub const MAX_REVOKED_USERS: usize = 16;
+
+/// Which JPKI certificate a [`TestPki`] mimics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JpkiProfile {
+    /// 利用者証明用電子証明書: digitalSignature (critical), clientAuth, an opaque subject.
+    UserAuthentication,
+    /// 署名用電子証明書: nonRepudiation, the holder's name in the subject and the holder's
+    /// data in the JPKI extensions.
+    Signing,
+}
+
+impl JpkiProfile {
+    /// The name of the matching built-in profile of `ekyc-signature`.
+    pub fn profile_name(self) -> &'static str {
+        match self {
+            JpkiProfile::UserAuthentication => "jpki-user-authentication",
+            JpkiProfile::Signing => "jpki-signing",
+        }
+    }
+
+    /// The CA's `OU` that tells the two apart.
+    pub fn issuer_unit(self) -> &'static str {
+        match self {
+            JpkiProfile::UserAuthentication => "JPKI for user authentication",
+            JpkiProfile::Signing => "JPKI for digital signature",
+        }
+    }
+}
+
+/// The personal data a JPKI signing certificate carries (made up), as written into the test
+/// signing certificates: a verifier must never let any of it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JpkiPerson {
+    /// 氏名, in the subject's CN and extension .1.
+    pub name: &'static str,
+    /// The name in other characters, extension .2.
+    pub name_other: &'static str,
+    /// 性別, extension .3.
+    pub gender: &'static str,
+    /// 生年月日, extension .4.
+    pub birth_date: &'static str,
+    /// 住所, extension .5 (and the subject's L).
+    pub address: &'static str,
+    /// The address in other characters, extension .6.
+    pub address_other: &'static str,
+}
+
+impl JpkiPerson {
+    /// Every value, for "none of these appears" assertions.
+    pub fn values(&self) -> [&'static str; 6] {
+        [self.name, self.name_other, self.gender, self.birth_date, self.address, self.address_other]
+    }
+}
+
+/// The holder of every test JPKI signing certificate.
+pub const JPKI_TEST_PERSON: JpkiPerson = JpkiPerson {
+    name: "山田 太郎",
+    name_other: "ヤマダ タロウ",
+    gender: "男性",
+    birth_date: "19850401",
+    address: "東京都千代田区霞が関二丁目1番2号",
+    address_other: "トウキョウトチヨダクカスミガセキ",
+};
+
+/// The OID arc of the JPKI holder-data extensions (name, name in other characters, gender,
+/// birth date, address, address in other characters: .1 to .6).
+pub const JPKI_EXTENSION_ARC: [u64; 7] = [1, 2, 392, 200149, 8, 5, 5];
+
+/// The name of the agency that runs JPKI, the second `OU` of its CAs.
+const JPKI_AGENCY: &str = "Japan Agency for Local Authority Information Systems";
 
 /// A key type for users and CAs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,16 +169,20 @@ pub struct PkiOptions {
     /// Put an intermediate CA between the root and the users; it then issues the users and
     /// the CRL.
     pub intermediate: bool,
+    /// Mimic a JPKI CA and its users (see the module documentation); None: the generic
+    /// `ekyc Test Root CA` with users that fit no JPKI profile.
+    pub jpki: Option<JpkiProfile>,
 }
 
 impl Default for PkiOptions {
     fn default() -> Self {
-        PkiOptions { ca_key: KeyAlg::EcdsaP256, intermediate: false }
+        PkiOptions { ca_key: KeyAlg::EcdsaP256, intermediate: false, jpki: None }
     }
 }
 
 /// The test PKI. See the module documentation.
 pub struct TestPki {
+    jpki: Option<JpkiProfile>,
     root: CertifiedIssuer<'static, KeyPair>,
     intermediate: Option<CertifiedIssuer<'static, KeyPair>>,
     untrusted: CertifiedIssuer<'static, KeyPair>,
@@ -113,7 +197,7 @@ pub struct TestPki {
 
 impl std::fmt::Debug for TestPki {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestPki").field("intermediate", &self.intermediate.is_some()).finish_non_exhaustive()
+        f.debug_struct("TestPki").field("jpki", &self.jpki).field("intermediate", &self.intermediate.is_some()).finish_non_exhaustive()
     }
 }
 
@@ -134,16 +218,29 @@ impl TestPki {
         TestPki::with_options(PkiOptions { intermediate: true, ..PkiOptions::default() })
     }
 
+    /// A JPKI-like PKI (see the module documentation): an RSA-2048 root CA with the JPKI
+    /// name of `profile`, issuing the users and the CRL directly. Users should be made with
+    /// [`KeyAlg::Rsa2048`] to fit the profile.
+    pub fn jpki(profile: JpkiProfile) -> TestPki {
+        TestPki::with_options(PkiOptions { ca_key: KeyAlg::Rsa2048, intermediate: false, jpki: Some(profile) })
+    }
+
     /// # Panics
     /// If key generation or signing fails (a broken test environment).
     pub fn with_options(options: PkiOptions) -> TestPki {
-        let root =
-            CertifiedIssuer::self_signed(ca_params(ROOT_CA_NAME), new_key(options.ca_key, Role::Root)).expect("self-sign the test root CA");
-        let untrusted = CertifiedIssuer::self_signed(ca_params(ROOT_CA_NAME), new_key(options.ca_key, Role::Untrusted))
-            .expect("self-sign the untrusted CA");
+        let root_params = || match options.jpki {
+            Some(profile) => jpki_ca_params(profile, None),
+            None => ca_params(ROOT_CA_NAME),
+        };
+        let root = CertifiedIssuer::self_signed(root_params(), new_key(options.ca_key, Role::Root)).expect("self-sign the test root CA");
+        let untrusted =
+            CertifiedIssuer::self_signed(root_params(), new_key(options.ca_key, Role::Untrusted)).expect("self-sign the untrusted CA");
         let intermediate = options.intermediate.then(|| {
-            CertifiedIssuer::signed_by(ca_params("ekyc Test Intermediate CA"), new_key(options.ca_key, Role::Intermediate), &root)
-                .expect("issue the test intermediate CA")
+            let params = match options.jpki {
+                Some(profile) => jpki_ca_params(profile, Some("ekyc Test JPKI Sub CA")),
+                None => ca_params("ekyc Test Intermediate CA"),
+            };
+            CertifiedIssuer::signed_by(params, new_key(options.ca_key, Role::Intermediate), &root).expect("issue the test intermediate CA")
         });
         let revoked_serials: Vec<Vec<u8>> = (0..MAX_REVOKED_USERS).map(|_| random_serial()).collect();
         let now = OffsetDateTime::now_utc();
@@ -171,6 +268,7 @@ impl TestPki {
         let (crl_der, crl_pem) = crl(now - Duration::hours(1), now + Duration::days(7));
         let (stale_crl_der, stale_crl_pem) = crl(now - Duration::days(30), now - Duration::days(1));
         TestPki {
+            jpki: options.jpki,
             root,
             intermediate,
             untrusted,
@@ -195,13 +293,38 @@ impl TestPki {
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
         params.distinguished_name.push(DnType::CountryName, "JP");
-        params.distinguished_name.push(DnType::OrganizationName, "ekyc test");
-        params.distinguished_name.push(DnType::CommonName, format!("Test User {n} ({kind:?}, {alg:?})"));
+        match self.jpki {
+            None => {
+                params.distinguished_name.push(DnType::OrganizationName, "ekyc test");
+                params.distinguished_name.push(DnType::CommonName, format!("Test User {n} ({kind:?}, {alg:?})"));
+                params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::ContentCommitment];
+            }
+            Some(JpkiProfile::UserAuthentication) => {
+                // An opaque identifier, as on the card: nothing about the person.
+                params.distinguished_name.push(DnType::CommonName, hex_upper(&random_serial()));
+                params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            }
+            Some(JpkiProfile::Signing) => {
+                let person = JPKI_TEST_PERSON;
+                params.distinguished_name.push(DnType::LocalityName, person.address);
+                params.distinguished_name.push(DnType::CommonName, person.name);
+                params.key_usages = vec![KeyUsagePurpose::ContentCommitment];
+                let values = person.values();
+                params.custom_extensions = (1..=6u64)
+                    .zip(values)
+                    .map(|(i, value)| {
+                        let mut oid = JPKI_EXTENSION_ARC.to_vec();
+                        oid.push(i);
+                        CustomExtension::from_oid_content(&oid, der_utf8_string(value))
+                    })
+                    .collect();
+            }
+        }
         params.is_ca = IsCa::ExplicitNoCa;
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - Duration::days(1);
         params.not_after = now + Duration::days(365);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::ContentCommitment];
         let serial = match kind {
             UserKind::Revoked => {
                 let i = self.next_revoked.fetch_add(1, Ordering::Relaxed);
@@ -239,6 +362,11 @@ impl TestPki {
             serial,
             pkcs8: key.serialize_der(),
         }
+    }
+
+    /// The JPKI certificate this PKI mimics, if any.
+    pub fn jpki_profile(&self) -> Option<JpkiProfile> {
+        self.jpki
     }
 
     /// The trust anchor, DER.
@@ -456,6 +584,41 @@ fn ca_params(common_name: &str) -> CertificateParams {
     params
 }
 
+/// A JPKI CA's name: `C=JP, O=JPKI, OU=<profile's unit>, OU=<the agency>[, CN=<cn>]`.
+fn jpki_ca_params(profile: JpkiProfile, common_name: Option<&str>) -> CertificateParams {
+    let mut params = ca_params("");
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(DnType::CountryName, "JP");
+    params.distinguished_name.push(DnType::OrganizationName, "JPKI");
+    params.distinguished_name.push(DnType::OrganizationalUnitName, profile.issuer_unit());
+    // rcgen keeps one value per attribute type: the second OU goes in under its OID.
+    params.distinguished_name.push(DnType::CustomDnType(vec![2, 5, 4, 11]), JPKI_AGENCY);
+    if let Some(cn) = common_name {
+        params.distinguished_name.push(DnType::CommonName, cn);
+    }
+    params
+}
+
+/// `value` as a DER UTF8String.
+fn der_utf8_string(value: &str) -> Vec<u8> {
+    let bytes = value.as_bytes();
+    let mut out = vec![0x0c];
+    if bytes.len() < 128 {
+        out.push(bytes.len() as u8);
+    } else {
+        let len = bytes.len().to_be_bytes();
+        let skip = len.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (len.len() - skip) as u8);
+        out.extend_from_slice(&len[skip..]);
+    }
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
 /// Who a key is for: RSA keys are shared per role and process, so the CAs and the users
 /// never share one.
 #[derive(Debug, Clone, Copy)]
@@ -559,6 +722,31 @@ mod tests {
         let untrusted = deep.user(UserKind::UntrustedCa, KeyAlg::Ed25519);
         assert_eq!(untrusted.chain_der().len(), 1);
         assert_eq!(untrusted.chain_with_root_der()[1], deep.untrusted_ca_cert_der());
+    }
+
+    #[test]
+    fn jpki_pkis_name_their_cas_and_carry_the_holder_only_in_signing_certificates() {
+        let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        for profile in [JpkiProfile::UserAuthentication, JpkiProfile::Signing] {
+            let pki = TestPki::jpki(profile);
+            assert_eq!(pki.jpki_profile(), Some(profile));
+            let root = pki.root_cert_der();
+            for part in ["JPKI", profile.issuer_unit(), JPKI_AGENCY] {
+                assert!(contains(root, part.as_bytes()), "{profile:?}: {part}");
+            }
+            let user = pki.user(UserKind::Good, KeyAlg::Rsa2048);
+            let leaf = user.cert_der();
+            let holder = JPKI_TEST_PERSON.values().iter().filter(|v| contains(leaf, v.as_bytes())).count();
+            // clientAuth, 1.3.6.1.5.5.7.3.2 as DER OID content.
+            let client_auth = contains(leaf, &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02]);
+            match profile {
+                JpkiProfile::UserAuthentication => assert_eq!((holder, client_auth), (0, true)),
+                JpkiProfile::Signing => assert_eq!((holder, client_auth), (6, false)),
+            }
+            assert_eq!(user.sign(b"tbs").len(), 256);
+        }
+        assert_eq!(der_utf8_string("ab"), vec![0x0c, 2, b'a', b'b']);
+        assert_eq!(&der_utf8_string(&"x".repeat(300))[..4], &[0x0c, 0x82, 0x01, 0x2c]);
     }
 
     #[test]
