@@ -10,7 +10,7 @@ use ekyc_proto::v1 as pb;
 use ekyc_proto::v1::orchestrator_client::OrchestratorClient;
 use ekyc_signature::{AnchorConfig, TrustConfig};
 use ekyc_testkit::frames::{answer, frame, id_card_photo};
-use ekyc_testkit::pki::{KeyAlg, TestPki, UserKind};
+use ekyc_testkit::pki::{JpkiProfile, KeyAlg, TestPki, UserKind};
 use ekyc_tests::{Running, backends, orchestrator, orchestrator_config};
 use tonic::Code;
 
@@ -151,20 +151,25 @@ async fn a_document_of_another_person_is_rejected() {
     orch.stop().await;
 }
 
-fn trusting(dir: &ekyc_testkit::pki::TrustDir, b: &ekyc_tests::Backends) -> OrchestratorConfig {
-    OrchestratorConfig {
-        signature: TrustConfig {
-            anchors: vec![AnchorConfig { name: "test-jpki".into(), certificate_pem: dir.ca_pem.clone(), crl: Some(dir.crl_pem.clone()) }],
-            ..TrustConfig::default()
-        },
-        ..orchestrator_config(b)
-    }
+/// Settings trusting the test PKIs in `dirs` (anchors named test-pki-0, -1, ...).
+pub(crate) fn trusting_all(dirs: &[&ekyc_testkit::pki::TrustDir], b: &ekyc_tests::Backends) -> OrchestratorConfig {
+    let anchors = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| AnchorConfig { name: format!("test-pki-{i}"), certificate_pem: d.ca_pem.clone(), crl: Some(d.crl_pem.clone()) })
+        .collect();
+    OrchestratorConfig { signature: TrustConfig { anchors, ..TrustConfig::default() }, ..orchestrator_config(b) }
+}
+
+pub(crate) fn trusting(dir: &ekyc_testkit::pki::TrustDir, b: &ekyc_tests::Backends) -> OrchestratorConfig {
+    trusting_all(&[dir], b)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resident_certificate_needs_a_valid_signature_to_accept() {
     let b = backends();
-    let pki = TestPki::new();
+    // The policy asks for the My Number card's user-authentication certificate.
+    let pki = TestPki::jpki(JpkiProfile::UserAuthentication);
     let dir = pki.trust_dir();
     let (orch, _) = orchestrator(trusting(&dir, b)).await;
     let mut c = client(&orch).await;
@@ -183,7 +188,7 @@ async fn resident_certificate_needs_a_valid_signature_to_accept() {
     assert_eq!(decision(&r), pb::Decision::Review, "{r:#?}");
     assert!(codes(&r.reasons).contains(&pb::ReasonCode::PolicyRequiresSignature));
 
-    // With a valid signature over the session nonce (RSA PKCS#1 v1.5, as JPKI): ACCEPT.
+    // With a valid signature over the to-be-signed bytes (RSA PKCS#1 v1.5, as JPKI): ACCEPT.
     let s = start(&mut c, "resident-certificate").await;
     let user = pki.user(UserKind::Good, KeyAlg::Rsa2048);
     let sig = pb::SignatureEvidence {
@@ -204,8 +209,10 @@ async fn each_signature_failure_is_reported_with_its_reason() {
     let b = backends();
     let pki = TestPki::new();
     let dir = pki.trust_dir();
-    // Every case below is a signature added to one session.
-    let cfg = OrchestratorConfig { max_signatures_per_session: 10, ..trusting(&dir, b) };
+    // Every case below is a signature added to one session; these are chain and key
+    // failures, so the policy asks for no particular certificate profile here.
+    let mut cfg = OrchestratorConfig { max_signatures_per_session: 10, ..trusting(&dir, b) };
+    cfg.policies.get_mut("resident-certificate").expect("built in").signature_profile = None;
     let (orch, _) = orchestrator(cfg).await;
     let mut c = client(&orch).await;
     let s = start(&mut c, "resident-certificate").await;

@@ -279,3 +279,59 @@ async fn no_value_in_redis_gives_away_a_face_embedding_or_an_image() {
     }
     orch.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_counts_only_for_its_own_session_and_the_required_certificate() {
+    use ekyc_testkit::pki::{JPKI_TEST_PERSON, JpkiProfile, KeyAlg, TestPki, UserKind};
+    let b = backends();
+    let user_auth = TestPki::jpki(JpkiProfile::UserAuthentication);
+    let signing = TestPki::jpki(JpkiProfile::Signing);
+    let (ua_dir, sg_dir) = (user_auth.trust_dir(), signing.trust_dir());
+    let (orch, _) = orchestrator(crate::orchestrator::trusting_all(&[&ua_dir, &sg_dir], b)).await;
+    let mut c = client(&orch).await;
+    let mine = start(&mut c, "resident-certificate").await;
+    let theirs = start(&mut c, "resident-certificate").await;
+    let text = String::from_utf8(mine.to_be_signed.clone()).expect("UTF-8 text");
+    assert!(text.starts_with("ekyc-signature/v1\nissuer=ekyc\n"), "{text}");
+    assert!(text.contains(&format!("\nsession={}\n", mine.session_id)) && text.contains("\npolicy=resident-certificate@"), "{text}");
+    assert!(text.contains(&format!("\nnonce={}\n", hex::encode(&mine.nonce))), "{text}");
+
+    let adder = c.clone();
+    let add = |chain: Vec<Vec<u8>>, signature: Vec<u8>, algorithm: &str, echo: Option<Vec<u8>>| {
+        let mut c = adder.clone();
+        let ev = pb::SignatureEvidence { certificate_chain: chain, signature, signature_algorithm: algorithm.into(), signed_data: echo };
+        let id = mine.session_id.clone();
+        async move {
+            let p = c.add_signature(pb::AddSignatureRequest { session_id: id, signature: Some(ev) }).await.expect("checked").into_inner();
+            let Some(pb::session_progress::Added::Signature(check)) = p.added else { panic!("a signature check") };
+            check
+        }
+    };
+    let codes = |c: &pb::SignatureCheck| crate::orchestrator::codes(&c.reasons);
+    let card = user_auth.user(UserKind::Good, KeyAlg::Rsa2048);
+    // Made for another session: refused, and with the echo the reason says so.
+    let check = add(card.chain_der(), card.sign(&theirs.to_be_signed), card.algorithm(), None).await;
+    assert!(!check.valid && codes(&check).contains(&pb::ReasonCode::SignatureInvalid), "{check:?}");
+    let check = add(card.chain_der(), card.sign(&theirs.to_be_signed), card.algorithm(), Some(theirs.to_be_signed.clone())).await;
+    assert!(!check.valid && codes(&check).contains(&pb::ReasonCode::SignatureContextMismatch), "{check:?}");
+    // The bare nonce, as the old protocol had it.
+    let check = add(card.chain_der(), card.sign(&mine.nonce), card.algorithm(), None).await;
+    assert!(!check.valid && codes(&check).contains(&pb::ReasonCode::SignatureInvalid), "{check:?}");
+    // The signing certificate where the policy asks for the user-authentication one.
+    let signer = signing.user(UserKind::Good, KeyAlg::Rsa2048);
+    let check = add(signer.chain_der(), signer.sign(&mine.to_be_signed), signer.algorithm(), None).await;
+    assert!(!check.valid && codes(&check).contains(&pb::ReasonCode::CertProfileMismatch), "{check:?}");
+    assert_eq!(check.profile, "jpki-signing");
+    // Nothing of the signing certificate's holder comes back, now or later.
+    let progress = c.get_session(pb::GetSessionRequest { session_id: mine.session_id.clone() }).await.expect("read").into_inner();
+    let shown = format!("{check:?} {progress:?}");
+    let wire = String::from_utf8_lossy(&prost::Message::encode_to_vec(&progress)).into_owned();
+    for value in JPKI_TEST_PERSON.values() {
+        assert!(!shown.contains(value) && !wire.contains(value), "{value} came back to the client");
+    }
+    // The right certificate over this session's bytes.
+    let check = add(card.chain_der(), card.sign(&mine.to_be_signed), card.algorithm(), Some(mine.to_be_signed.clone())).await;
+    assert!(check.valid, "{check:?}");
+    assert_eq!(check.profile, "jpki-user-authentication");
+    orch.stop().await;
+}

@@ -170,7 +170,8 @@ pub fn test_state_keys() -> ekyc_runtime::seal::Keyring {
 }
 
 /// A channel whose calls carry [`TEST_API_KEY`].
-pub type Authed = tonic::service::interceptor::InterceptedService<Channel, fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>>;
+pub type Authed =
+    tonic::service::interceptor::InterceptedService<Channel, fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>>;
 
 /// Adds `authorization: Bearer TEST_API_KEY`.
 pub fn with_api_key(mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {

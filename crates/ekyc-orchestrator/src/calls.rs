@@ -9,7 +9,7 @@ use ekyc_proto::v1::{
     CheckFrameRequest, DocumentCheck, Embedding, ExtractPortraitRequest, Frame, FrameCheck, ModelInfo, ReasonCode, RevocationStatus,
     SignatureCheck, SignatureEvidence,
 };
-use ekyc_signature::{Revocation, SignatureInput};
+use ekyc_signature::{Revocation, SignatureInput, ToBeSigned};
 use sha2::{Digest, Sha256};
 
 use crate::clients::BackendError;
@@ -102,12 +102,13 @@ impl Engine {
         }
         let trust = std::sync::Arc::clone(&self.trust);
         let expected = s.to_be_signed.clone();
+        let profile = self.policy(s)?.rules.signature_profile.clone();
         let claimed = ev.signed_data.clone();
         let (chain, signature, algorithm) = (ev.certificate_chain, ev.signature, ev.signature_algorithm);
         // RSA and ECDSA verification is CPU work: off the async threads.
         let verdict = tokio::task::spawn_blocking(move || {
-            let input = SignatureInput { chain: &chain, signature: &signature, algorithm: &algorithm, claimed_nonce: claimed.as_deref() };
-            trust.verify(&input, &expected, SystemTime::now())
+            let input = SignatureInput { chain: &chain, signature: &signature, algorithm: &algorithm, signed_data: claimed.as_deref() };
+            trust.verify(&input, &expected, profile.as_deref(), SystemTime::now())
         })
         .await
         .map_err(|e| OrchestratorError::Internal(format!("signature check did not finish: {e}")))?
@@ -135,7 +136,7 @@ impl Engine {
                 Revocation::Unknown => RevocationStatus::Unknown,
             } as i32,
             reasons,
-            profile: String::new(),
+            profile: verdict.profile.unwrap_or_default(),
         })
     }
 }
@@ -158,11 +159,13 @@ pub(crate) fn backend_error(e: BackendError, what: &str) -> OrchestratorError {
 
 /// The bytes a signer must sign for a session (see StartSessionResponse.to_be_signed).
 pub(crate) fn to_be_signed(issuer: &str, session_id: &str, policy: &Policy, nonce: &[u8], expires_at_unix_ms: i64) -> Vec<u8> {
-    format!(
-        "ekyc-signature/v1\nissuer={issuer}\nsession={session_id}\npolicy={}@{}\nnonce={}\nexpires={expires_at_unix_ms}\n",
-        policy.name,
-        policy.version,
-        hex::encode(nonce)
-    )
-    .into_bytes()
+    ToBeSigned {
+        issuer: issuer.to_string(),
+        session_id: session_id.to_string(),
+        policy: policy.name.clone(),
+        policy_version: policy.version.clone(),
+        nonce: nonce.to_vec(),
+        expires_at_unix_ms,
+    }
+    .to_bytes()
 }

@@ -172,6 +172,7 @@ impl OrchestratorConfig {
             }
         }
         self.signature.validate().map_err(|e| format!("signature: {e}"))?;
+        ekyc_signature::ToBeSigned::validate_issuer(&self.issuer).map_err(|e| format!("issuer: {e}"))?;
         Ok(())
     }
 }

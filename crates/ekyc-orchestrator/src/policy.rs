@@ -5,8 +5,10 @@
 //!   is welcome but not needed.
 //! - `resident-certificate`: follows the ministry's position on certificate requests
 //!   (住民票等の交付請求): a face match alone can reach `REVIEW` at most (refer to staff);
-//!   `ACCEPT` needs a valid electronic signature with a trusted certificate, such as the
-//!   My Number card's JPKI signing certificate.
+//!   `ACCEPT` needs a valid signature over the session's to-be-signed bytes with the My
+//!   Number card's JPKI user-authentication certificate (利用者証明用電子証明書, the one
+//!   the ministry's ordinance names for online requests; profile
+//!   `jpki-user-authentication`).
 //!
 //! A policy's version is its revision plus a digest of its rules, so any change of a rule or
 //! threshold changes the version recorded in evidence.
@@ -62,6 +64,9 @@ pub struct PolicyConfig {
     pub face_match_margin: f32,
     /// Cosine similarity every challenge frame must reach against the frontal frame.
     pub same_person_threshold: f32,
+    /// The certificate profile a signature's leaf must fit (`jpki-user-authentication`,
+    /// `jpki-signing`); unset: any certificate that chains to a trust anchor.
+    pub signature_profile: Option<String>,
     pub weights: Weights,
 }
 
@@ -81,6 +86,7 @@ impl Default for PolicyConfig {
             face_match_threshold: None,
             face_match_margin: 0.15,
             same_person_threshold: 0.55,
+            signature_profile: None,
             weights: Weights::default(),
         }
     }
@@ -96,10 +102,11 @@ pub fn builtin() -> BTreeMap<String, PolicyConfig> {
     };
     let resident = PolicyConfig {
         description: "Certificate requests (resident record and the like): liveness and a photo-ID match reach REVIEW at most; \
-                      ACCEPT requires a valid signature over the session nonce with a trusted certificate (e.g. the My Number \
-                      card's JPKI signing certificate)."
+                      ACCEPT requires a valid signature over the session's to-be-signed bytes with the My Number card's \
+                      JPKI user-authentication certificate."
             .into(),
         accept_requires_signature: true,
+        signature_profile: Some(ekyc_signature::CertificateProfile::JpkiUserAuthentication.name().to_string()),
         accept_threshold: 0.8,
         weights: Weights { signature: 0.3, ..Weights::default() },
         ..PolicyConfig::default()
@@ -132,6 +139,9 @@ impl PolicyConfig {
         }
         if self.session_ttl_s == 0 {
             return Err("session_ttl_s must be at least 1".into());
+        }
+        if let Some(p) = &self.signature_profile {
+            ekyc_signature::CertificateProfile::lookup(p).map_err(|e| format!("signature_profile: {e}"))?;
         }
         Ok(())
     }
@@ -173,7 +183,7 @@ impl Policy {
             accept_threshold: r.accept_threshold,
             review_threshold: r.review_threshold,
             session_ttl_ms: u32::try_from(r.session_ttl_s.saturating_mul(1000)).unwrap_or(u32::MAX),
-            signature_profile: String::new(),
+            signature_profile: r.signature_profile.clone().unwrap_or_default(),
         }
     }
 }

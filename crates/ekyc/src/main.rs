@@ -205,24 +205,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             client_reference,
             out_dir,
             json,
-        } => {
-            verify::verify(&verify::VerifyArgs {
-                server,
-                api_key: verify::api_key(&api_key_file)?,
-                policy,
-                front,
-                left,
-                right,
-                up,
-                down,
-                document,
-                cert_chain,
-                key,
-                client_reference,
-                out_dir,
-                json,
-                max_message_bytes: settings.server.max_message_bytes,
-            })
-        }
+        } => verify::verify(&verify::VerifyArgs {
+            server,
+            api_key: verify::api_key(&api_key_file)?,
+            policy,
+            front,
+            left,
+            right,
+            up,
+            down,
+            document,
+            cert_chain,
+            key,
+            client_reference,
+            out_dir,
+            json,
+            max_message_bytes: settings.server.max_message_bytes,
+        }),
     }
 }
