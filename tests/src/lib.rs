@@ -104,7 +104,7 @@ pub fn backends() -> &'static Backends {
 
 /// The liveness settings the end-to-end tests use: a fixed key and Redis.
 pub fn liveness_config(redis_url: Option<String>) -> ekyc_liveness::LivenessConfig {
-    ekyc_liveness::LivenessConfig { redis_url, hmac_key: Some("cd".repeat(32)), workers: 2, ..Default::default() }
+    ekyc_liveness::LivenessConfig { redis_url, workers: 2, ..Default::default() }
 }
 
 /// Starts one model-backed service on a free port of the current runtime.

@@ -20,13 +20,7 @@ pub struct Server {
 }
 
 pub fn config(redis: &RedisServer) -> LivenessConfig {
-    LivenessConfig {
-        redis_url: Some(redis.url()),
-        hmac_key: Some("ab".repeat(32)),
-        workers: 2,
-        redis_timeout_ms: 500,
-        ..Default::default()
-    }
+    LivenessConfig { redis_url: Some(redis.url()), workers: 2, redis_timeout_ms: 500, ..Default::default() }
 }
 
 impl Server {
