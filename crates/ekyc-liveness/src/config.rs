@@ -58,7 +58,10 @@ pub struct LivenessConfig {
     /// new challenges are refused RESOURCE_EXHAUSTED until some expire or are used.
     pub memory_capacity: usize,
     /// How long frames are remembered to recognise them in a later challenge
-    /// (REPLAYED_FRAME), in seconds: 30 days by default. Only keyed digests are kept.
+    /// (REPLAYED_FRAME), in seconds: 30 days by default. Only keyed digests are kept, in
+    /// Redis (`redis_url`, the same as the challenges') or in this process. 0 turns the
+    /// memory off (test rigs that send one picture in many challenges; never in
+    /// production: the service then logs a warning at start).
     pub replay_window_s: u64,
     /// Digests the in-process replay memory holds at most (without `redis_url`); past it the
     /// oldest are forgotten first. About 100 bytes each.
@@ -107,8 +110,8 @@ impl LivenessConfig {
         if self.turn_deg <= 0.0 || self.look_deg <= 0.0 || self.frontal_max_deg <= 0.0 {
             return Err("angles must be positive".into());
         }
-        if self.memory_capacity == 0 || self.replay_capacity == 0 || self.replay_window_s == 0 {
-            return Err("memory_capacity, replay_capacity and replay_window_s must be at least 1".into());
+        if self.memory_capacity == 0 || self.replay_capacity == 0 {
+            return Err("memory_capacity and replay_capacity must be at least 1".into());
         }
         Ok(())
     }

@@ -158,15 +158,24 @@ impl ReplayMemory {
                 Ok(digests.iter().position(|d| l.map.get(d).is_some_and(|e| e.until > now && &e.owner != owner)))
             }
             Backend::Redis(redis) => {
-                for (i, d) in digests.iter().enumerate() {
-                    let (key, hex) = Self::key(d);
-                    if self.owned_elsewhere(redis, &key, &hex, owner).await? {
-                        return Ok(Some(i));
-                    }
+                if digests.is_empty() {
+                    return Ok(None);
                 }
-                Ok(None)
+                // One round trip for all the probes.
+                let mut mget = redis::cmd("MGET");
+                for d in digests {
+                    mget.arg(Self::key(d).0);
+                }
+                let values: Vec<Option<Vec<u8>>> = redis.run(mget).await.map_err(ReplayError::Unavailable)?;
+                Ok(digests.iter().zip(&values).position(|(d, v)| v.as_deref().is_some_and(|v| self.foreign(&hex::encode(d), v, owner))))
             }
         }
+    }
+
+    /// Whether a stored value names an owner other than `owner`; one that does not open
+    /// counts as another owner (fail closed).
+    fn foreign(&self, hex: &str, value: &[u8], owner: &[u8; 32]) -> bool {
+        self.keyring.open("replay", hex, 1, value).map_or(true, |o| o.as_slice() != owner.as_slice())
     }
 
     /// Whether `key` holds an owner other than `owner`; a value that does not open is
@@ -175,10 +184,7 @@ impl ReplayMemory {
         let mut get = redis::cmd("GET");
         get.arg(key);
         let value: Option<Vec<u8>> = redis.run(get).await.map_err(ReplayError::Unavailable)?;
-        Ok(match value {
-            None => false,
-            Some(v) => self.keyring.open("replay", hex, 1, &v).map_or(true, |o| o.as_slice() != owner.as_slice()),
-        })
+        Ok(value.is_some_and(|v| self.foreign(hex, &v, owner)))
     }
 }
 
