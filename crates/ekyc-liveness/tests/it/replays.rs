@@ -239,3 +239,25 @@ async fn redis_replay_memory_fails_closed_on_altered_values() {
     assert_eq!(m.check_and_remember(&[d1], &a, w).await, Ok(Some(0)));
     assert_eq!(m.seen_elsewhere(&[d1], &a).await, Ok(Some(0)));
 }
+
+/// One machine without Redis: the in-process replay memory recognises the frame too.
+#[tokio::test]
+async fn without_redis_the_in_process_memory_recognises_replays() {
+    let server = Server::start_with(ekyc_testkit::redis_server::RedisServer::start(), |cfg| ekyc_liveness::LivenessConfig {
+        redis_url: None,
+        replay_capacity: 1000,
+        ..cfg
+    })
+    .await;
+    let mut client = server.client().await;
+    let a = create(&mut client, 2).await;
+    let first = good_frames(&a, "obama_1.jpg");
+    let r = verify(&mut client, &a, first.clone()).await;
+    assert!(r.passed, "{:?}", codes(&r));
+    let b = create(&mut client, 2).await;
+    let mut frames = good_frames(&b, "biden_2.jpg");
+    frames[0] = frame(reencode(&first[0].image.as_ref().expect("image").data, 75, 0), 0);
+    let r = verify(&mut client, &b, frames).await;
+    assert!(!r.passed && replayed(&r.steps[0]), "{:?}", codes(&r));
+    assert!(crate::common::redis_dump(&server).await.is_empty(), "nothing went to Redis");
+}
