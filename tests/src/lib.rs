@@ -102,9 +102,20 @@ pub fn backends() -> &'static Backends {
     })
 }
 
-/// The liveness settings the end-to-end tests use: a fixed key and Redis.
+/// The liveness settings the end-to-end tests use: one key file for every liveness
+/// instance of the test process (so instances sharing a Redis verify each other's
+/// challenges) and Redis. The cross-challenge replay memory is off: the tests send the
+/// same synthesised frames in many sessions.
 pub fn liveness_config(redis_url: Option<String>) -> ekyc_liveness::LivenessConfig {
-    ekyc_liveness::LivenessConfig { redis_url, hmac_key: Some("cd".repeat(32)), workers: 2, ..Default::default() }
+    static KEYS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let keys_file = KEYS
+        .get_or_init(|| {
+            let path = std::env::temp_dir().join(format!("ekyc-e2e-liveness-{}.keys", std::process::id()));
+            ekyc_runtime::seal::Keyring::load_or_create(&path).expect("a liveness key file");
+            path
+        })
+        .clone();
+    ekyc_liveness::LivenessConfig { redis_url, keys_file: Some(keys_file), replay_window_s: 0, workers: 2, ..Default::default() }
 }
 
 /// Starts one model-backed service on a free port of the current runtime.

@@ -1,19 +1,23 @@
 //! Frame attestations: what `CheckFrame` measured on one frame (faces, poses, embedding,
-//! digests and the crop signatures used for replay and mirror checks), bound to its
-//! challenge by the service's HMAC. A caller that receives frames one at a time (a chat
-//! bot) keeps these instead of the images and hands them to `VerifyChallenge`, which
-//! trusts them only when the MAC verifies and the challenge matches.
+//! digests, the crop signatures used for replay and mirror checks, and whether the frame
+//! was seen in an earlier challenge), sealed for the liveness service alone. A caller that
+//! receives frames one at a time (a chat bot, the orchestrator) keeps these opaque blobs
+//! instead of the images and hands them to `VerifyChallenge`, which trusts them only when
+//! they open under the challenge they are presented with.
 //!
-//! Encoding: `base64url(json) "." base64url(HMAC-SHA256)`. The embedding travels as
-//! little-endian f32 bytes and the crop signature quantised to i8 (its mirror image is
-//! rebuilt from it), which keeps an attestation near 12 KiB.
+//! Encoding: one [`Keyring::seal`] blob of kind `liveness-attestation`, id the challenge's
+//! nonce, revision 1 (AES-256-GCM, the associated data binding kind and nonce), around a
+//! JSON payload. Whoever holds an attestation without the liveness keyring learns nothing
+//! of the embedding or the crop signature, cannot alter it, and cannot present it for
+//! another challenge. The embedding travels as little-endian f32 bytes and the crop
+//! signature quantised to i8 (its mirror image is rebuilt from it), which keeps an
+//! attestation near 10 KiB.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ekyc_runtime::seal::Keyring;
 use ekyc_vision::Face;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::verify::{FrameAnalysis, FrameInput};
 
@@ -33,7 +37,12 @@ struct Payload {
     embedding: Option<String>,
     /// The crop signature; its mirror image is rebuilt on decoding (rows reversed).
     signature: Option<Quantised>,
+    /// The frame was seen in an earlier challenge when it was checked.
+    replayed: bool,
 }
+
+/// Kind of the sealed blob.
+const KIND: &str = "liveness-attestation";
 
 #[derive(Serialize, Deserialize)]
 struct Quantised {
@@ -64,14 +73,8 @@ fn mirrored(sig: &[f32]) -> Result<Vec<f32>, AttestationError> {
     Ok(sig.chunks_exact(side).flat_map(|row| row.iter().rev().copied()).collect())
 }
 
-fn mac(key: &[u8]) -> Hmac<Sha256> {
-    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length: this is a bug");
-    m.update(b"ekyc-liveness-attestation|");
-    m
-}
-
-/// Signs what was measured on one frame of challenge `nonce`.
-pub fn encode(key: &[u8], nonce: &str, input: &FrameInput, a: &FrameAnalysis) -> Vec<u8> {
+/// Seals what was measured on one frame of challenge `nonce`.
+pub fn encode(keys: &Keyring, nonce: &str, input: &FrameInput, a: &FrameAnalysis) -> Result<Vec<u8>, ekyc_runtime::seal::SealError> {
     let payload = Payload {
         v: 1,
         nonce: nonce.to_string(),
@@ -83,41 +86,30 @@ pub fn encode(key: &[u8], nonce: &str, input: &FrameInput, a: &FrameAnalysis) ->
         faces: a.faces.iter().map(|f| Face { embedding: None, mesh: Vec::new(), ..f.clone() }).collect(),
         embedding: a.embedding.as_ref().map(|e| URL_SAFE_NO_PAD.encode(e.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())),
         signature: a.signature.as_deref().map(quantise),
+        replayed: a.replayed,
     };
     let json = serde_json::to_vec(&payload).expect("the payload serialises: this is a bug");
-    let body = URL_SAFE_NO_PAD.encode(json);
-    let mut m = mac(key);
-    m.update(body.as_bytes());
-    let tag = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
-    format!("{body}.{tag}").into_bytes()
+    keys.seal(KIND, nonce, 1, &json)
 }
 
 /// Why an attestation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttestationError {
     Malformed,
-    BadMac,
-    OtherChallenge,
+    /// Altered, sealed for another challenge, or not sealed by this keyring.
+    DoesNotOpen,
 }
 
 /// Verifies and opens an attestation for challenge `nonce`.
-pub fn decode(key: &[u8], nonce: &str, bytes: &[u8]) -> Result<(FrameInput, FrameAnalysis), AttestationError> {
+pub fn decode(keys: &Keyring, nonce: &str, bytes: &[u8]) -> Result<(FrameInput, FrameAnalysis), AttestationError> {
     if bytes.len() > MAX_BYTES {
         return Err(AttestationError::Malformed);
     }
-    let text = std::str::from_utf8(bytes).map_err(|_| AttestationError::Malformed)?;
-    let (body, tag) = text.split_once('.').ok_or(AttestationError::Malformed)?;
-    let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| AttestationError::Malformed)?;
-    let mut m = mac(key);
-    m.update(body.as_bytes());
-    m.verify_slice(&tag).map_err(|_| AttestationError::BadMac)?;
-    let json = URL_SAFE_NO_PAD.decode(body).map_err(|_| AttestationError::Malformed)?;
+    let json = keys.open(KIND, nonce, 1, bytes).map_err(|_| AttestationError::DoesNotOpen)?;
     let p: Payload = serde_json::from_slice(&json).map_err(|_| AttestationError::Malformed)?;
-    if p.v != 1 {
+    // The associated data already binds the nonce; the copy inside is checked all the same.
+    if p.v != 1 || p.nonce != nonce {
         return Err(AttestationError::Malformed);
-    }
-    if p.nonce != nonce {
-        return Err(AttestationError::OtherChallenge);
     }
     let embedding = match p.embedding {
         Some(e) => {
@@ -136,6 +128,8 @@ pub fn decode(key: &[u8], nonce: &str, bytes: &[u8]) -> Result<(FrameInput, Fram
         embedding,
         signature,
         signature_mirrored,
+        replayed: p.replayed,
+        ..Default::default()
     };
     Ok((FrameInput { step_index: p.step_index, capture_ms: p.capture_ms }, analysis))
 }

@@ -1,16 +1,17 @@
 //! Challenges: a random sequence of head poses drawn with the operating system's
-//! cryptographic RNG, and the HMAC-bound id that carries it.
+//! cryptographic RNG, and the MAC-bound id that carries it.
 //!
-//! The id is `v1.<nonce>.<issued_ms>.<expires_ms>.<steps>.<mac>`: the MAC (HMAC-SHA256 with
-//! the server's key) covers everything before it, so a forged or altered id is refused
-//! without touching the store or any image, and expiry is known from the id alone. The
-//! store holds the challenge under its nonce until it is used once or expires.
+//! The id is `v1.<nonce>.<issued_ms>.<expires_ms>.<steps>.<mac>`: the MAC is the liveness
+//! keyring's keyed digest (HMAC-SHA-256, purpose `liveness-challenge-id`) of everything
+//! before it, so a forged or altered id is refused without touching the store or any
+//! image, and expiry is known from the id alone. Every key of the keyring is tried, so ids
+//! issued before a key rotation stay valid for their lifetime. The store holds the sealed
+//! challenge record under its nonce until it is used once or expires.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use ekyc_runtime::seal::Keyring;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 /// A head pose a step asks for, named from the user's point of view: `TurnLeft` is the
 /// user's own left, so in an unmirrored camera image the face then points towards the
@@ -76,13 +77,12 @@ pub enum IdError {
     BadMac,
 }
 
-type HmacSha256 = Hmac<Sha256>;
+/// Keyed-digest purpose of challenge-id MACs.
+const PURPOSE: &str = "liveness-challenge-id";
 
-fn mac(key: &[u8], body: &str) -> Vec<u8> {
-    let mut m = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length: this is a bug");
-    m.update(b"ekyc-liveness-challenge|");
-    m.update(body.as_bytes());
-    m.finalize().into_bytes().to_vec()
+/// Equality of two byte strings in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl ChallengeId {
@@ -109,14 +109,14 @@ impl ChallengeId {
     }
 
     /// The id string, MAC included.
-    pub fn encode(&self, key: &[u8]) -> String {
+    pub fn encode(&self, keys: &Keyring) -> String {
         let body = self.body();
-        let tag = URL_SAFE_NO_PAD.encode(mac(key, &body));
+        let tag = URL_SAFE_NO_PAD.encode(keys.digest(PURPOSE, body.as_bytes()));
         format!("{body}.{tag}")
     }
 
     /// Parses and authenticates an id (constant-time MAC comparison).
-    pub fn decode(id: &str, key: &[u8]) -> Result<ChallengeId, IdError> {
+    pub fn decode(id: &str, keys: &Keyring) -> Result<ChallengeId, IdError> {
         if id.len() > 512 {
             return Err(IdError::Malformed);
         }
@@ -127,10 +127,11 @@ impl ChallengeId {
         }
         let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| IdError::Malformed)?;
         let body = &id[..id.len() - parts[5].len() - 1];
-        let mut m = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length: this is a bug");
-        m.update(b"ekyc-liveness-challenge|");
-        m.update(body.as_bytes());
-        m.verify_slice(&tag).map_err(|_| IdError::BadMac)?;
+        // Every key is tried, whatever matches, so timing says nothing about which one did.
+        let matched = keys.digests(PURPOSE, body.as_bytes()).iter().fold(false, |m, d| m | constant_time_eq(d, &tag));
+        if !matched {
+            return Err(IdError::BadMac);
+        }
         let steps: Option<Vec<Pose>> = steps.chars().map(Pose::from_code).collect();
         Ok(ChallengeId {
             nonce: nonce.to_string(),
@@ -161,7 +162,8 @@ mod tests {
 
     #[test]
     fn ids_round_trip_and_refuse_tampering() {
-        let key = [7u8; 32];
+        let key = Keyring::new(vec![("a".into(), [7u8; 32])]).expect("keys");
+        let other = Keyring::new(vec![("a".into(), [8u8; 32])]).expect("keys");
         let id = ChallengeId {
             nonce: ChallengeId::new_nonce().expect("rng"),
             issued_ms: 1000,
@@ -170,13 +172,16 @@ mod tests {
         };
         let s = id.encode(&key);
         assert_eq!(ChallengeId::decode(&s, &key), Ok(id.clone()));
-        assert_eq!(ChallengeId::decode(&s, &[8u8; 32]), Err(IdError::BadMac));
+        assert_eq!(ChallengeId::decode(&s, &other), Err(IdError::BadMac));
         // Extending the expiry or changing a step breaks the MAC.
         let longer = s.replacen(".121000.", ".999999.", 1);
         assert_eq!(ChallengeId::decode(&longer, &key), Err(IdError::BadMac));
         let easier = s.replacen(".FLU.", ".FLL.", 1);
         assert_eq!(ChallengeId::decode(&easier, &key), Err(IdError::BadMac));
         assert_eq!(ChallengeId::decode("not-an-id", &key), Err(IdError::Malformed));
+        // After a rotation, ids issued under the previous key still verify.
+        let rotated = Keyring::new(vec![("b".into(), [9u8; 32]), ("a".into(), [7u8; 32])]).expect("keys");
+        assert_eq!(ChallengeId::decode(&s, &rotated), Ok(id.clone()));
     }
 
     #[test]

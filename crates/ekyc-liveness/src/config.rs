@@ -14,11 +14,13 @@ pub struct LivenessConfig {
     pub redis_url: Option<String>,
     /// Timeout of one Redis command, in milliseconds; past it the call fails UNAVAILABLE.
     pub redis_timeout_ms: u64,
-    /// HMAC key binding challenge ids, hex (at least 32 bytes); or a file holding it.
-    /// Unset: a random key for this process, so challenges do not survive a restart and
-    /// replicas cannot verify each other's challenges.
-    pub hmac_key: Option<String>,
-    pub hmac_key_file: Option<PathBuf>,
+    /// Key file of the liveness keyring (`ekyc_runtime::seal::Keyring` format: `KID HEXKEY`
+    /// a line, current key first, previous keys after it). From it are derived the MAC of
+    /// challenge ids, the sealing of stored challenges and of frame attestations, and the
+    /// keyed digests of the replay memory. Unset: `Keyring::ephemeral()`, a random key for
+    /// this process only, so challenges and attestations do not survive a restart, replicas
+    /// cannot verify each other's, and replays are recognised only by this process.
+    pub keys_file: Option<PathBuf>,
     /// Lifetime of a challenge, in seconds: long enough for a chat user sending one photo per
     /// message, minutes apart; single use and the frame checks guard against replays.
     pub ttl_s: u64,
@@ -52,6 +54,18 @@ pub struct LivenessConfig {
     pub worker_queue: usize,
     /// Verifications in flight (admission limit).
     pub max_in_flight: usize,
+    /// Open challenges the in-process store holds at most (without `redis_url`); past it,
+    /// new challenges are refused RESOURCE_EXHAUSTED until some expire or are used.
+    pub memory_capacity: usize,
+    /// How long frames are remembered to recognise them in a later challenge
+    /// (REPLAYED_FRAME), in seconds: 30 days by default. Only keyed digests are kept, in
+    /// Redis (`redis_url`, the same as the challenges') or in this process. 0 turns the
+    /// memory off (test rigs that send one picture in many challenges; never in
+    /// production: the service then logs a warning at start).
+    pub replay_window_s: u64,
+    /// Digests the in-process replay memory holds at most (without `redis_url`); past it the
+    /// oldest are forgotten first. About 100 bytes each.
+    pub replay_capacity: usize,
 }
 
 impl Default for LivenessConfig {
@@ -59,8 +73,7 @@ impl Default for LivenessConfig {
         Self {
             redis_url: None,
             redis_timeout_ms: 1000,
-            hmac_key: None,
-            hmac_key_file: None,
+            keys_file: None,
             ttl_s: 600,
             default_steps: 3,
             poses: vec![Pose::TurnLeft, Pose::TurnRight, Pose::LookUp, Pose::LookDown],
@@ -76,6 +89,9 @@ impl Default for LivenessConfig {
             workers: 0,
             worker_queue: 64,
             max_in_flight: 16,
+            memory_capacity: 100_000,
+            replay_window_s: 30 * 24 * 3600,
+            replay_capacity: 1_000_000,
         }
     }
 }
@@ -94,22 +110,9 @@ impl LivenessConfig {
         if self.turn_deg <= 0.0 || self.look_deg <= 0.0 || self.frontal_max_deg <= 0.0 {
             return Err("angles must be positive".into());
         }
-        Ok(())
-    }
-
-    /// The HMAC key: configured, read from its file, or `None` (generate one).
-    pub fn key(&self) -> Result<Option<Vec<u8>>, String> {
-        let hex_key = match (&self.hmac_key, &self.hmac_key_file) {
-            (Some(k), _) => k.trim().to_string(),
-            (None, Some(f)) => {
-                std::fs::read_to_string(f).map_err(|e| format!("reading hmac_key_file {}: {e}", f.display()))?.trim().to_string()
-            }
-            (None, None) => return Ok(None),
-        };
-        let key = hex::decode(&hex_key).map_err(|e| format!("hmac key must be hex: {e}"))?;
-        if key.len() < 32 {
-            return Err(format!("hmac key has {} bytes, at least 32 needed", key.len()));
+        if self.memory_capacity == 0 || self.replay_capacity == 0 {
+            return Err("memory_capacity and replay_capacity must be at least 1".into());
         }
-        Ok(Some(key))
+        Ok(())
     }
 }

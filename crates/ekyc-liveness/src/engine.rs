@@ -2,11 +2,28 @@
 //! answers. Cheap checks come first (the id's MAC and expiry, frame count, step indexes,
 //! image headers) and do not consume the challenge; then the challenge is taken from the
 //! store atomically, so of two concurrent verifications exactly one proceeds; then the
-//! frames are analysed on the worker pool and judged by [`crate::verify`].
+//! frames are analysed on the worker pool, looked up in the replay memory and judged by
+//! [`crate::verify`].
+//!
+//! What the store keeps per challenge is one sealed record
+//! (`Keyring::seal("liveness-challenge", nonce, 1, json)`) holding everything that decides
+//! a pass: the steps, the angle each must reach, the thresholds applied (face size,
+//! sharpness, other faces, duplicate correlation, clock skew, face match) and the issue
+//! and expiry times. Whoever can write to the store can delete a challenge but not make
+//! one easier: a record that does not open, or disagrees with its id, fails the call with
+//! DATA_LOSS `CHALLENGE_CORRUPT`, never a verdict.
+//!
+//! Every frame received (CheckFrame, or VerifyChallenge with images) is remembered in the
+//! replay memory for `replay_window_s` under the keyed digest of its challenge's nonce:
+//! the keyed digests of its bytes, of its decoded pixels and of its face crop's perceptual
+//! hash ([`crate::perceptual`]). One already remembered under another challenge is
+//! REPLAYED_FRAME.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ekyc_runtime::replay::ReplayMemory;
+use ekyc_runtime::seal::Keyring;
 use ekyc_vision::pool::{InferencePool, PoolError};
 use ekyc_vision::{FacePipeline, VisionConfig, VisionError, probe_dimensions};
 use futures::future::join_all;
@@ -34,11 +51,38 @@ pub struct Issued {
     pub client_reference: Option<String>,
 }
 
-/// What the store keeps besides the id's own fields.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Stored {
+/// Kind of the sealed challenge records.
+const RECORD_KIND: &str = "liveness-challenge";
+
+/// What the store keeps per challenge, sealed: everything that decides a pass.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Record {
+    v: u8,
+    nonce: String,
+    steps: Vec<Pose>,
+    /// Per step, degrees: the angle to reach, or for the frontal step the largest allowed.
     targets: Vec<f32>,
+    issued_ms: i64,
+    expires_ms: i64,
+    min_face_size_px: f32,
+    min_sharpness: f32,
+    other_face_ratio: f32,
+    duplicate_correlation: f32,
+    clock_skew_ms: i64,
+    match_threshold: f32,
     client_reference: Option<String>,
+}
+
+/// A challenge as its sealed record says, with the thresholds to apply.
+struct Opened {
+    spec: ChallengeSpec,
+    cfg: LivenessConfig,
+    match_threshold: f32,
+    client_reference: Option<String>,
+}
+
+fn corrupt(detail: &str) -> LivenessError {
+    LivenessError::DataLoss(format!("CHALLENGE_CORRUPT: the stored challenge {detail}; it cannot be used"))
 }
 
 /// One frame of a verification request.
@@ -58,14 +102,11 @@ impl Frame {
     }
 }
 
-/// The stored half of a challenge joined to the half its id carries, and its client
-/// reference.
-fn open_stored(parsed: &ChallengeId, stored: &[u8]) -> Result<(ChallengeSpec, Option<String>), LivenessError> {
-    let stored: Stored = serde_json::from_slice(stored).map_err(|e| LivenessError::Internal(format!("stored challenge: {e}")))?;
-    let spec =
-        ChallengeSpec { steps: parsed.steps.clone(), targets: stored.targets, issued_ms: parsed.issued_ms, expires_ms: parsed.expires_ms };
-    Ok((spec, stored.client_reference))
-}
+/// Key-derived values of the replay memory, and its purposes.
+const OWNER_PURPOSE: &str = "liveness-replay-owner";
+const BYTES_PURPOSE: &str = "liveness-frame-bytes";
+const PIXELS_PURPOSE: &str = "liveness-frame-pixels";
+const FACE_HASH_PURPOSE: &str = "liveness-face-phash";
 
 /// A verification's outcome and the challenge's client reference.
 #[derive(Debug, Clone)]
@@ -85,6 +126,15 @@ pub struct Checked {
     pub attestation: Vec<u8>,
 }
 
+/// A frame's analysis and the keyed digests the replay memory needs: `remember` (bytes,
+/// pixels, face hash) and `probes` (the face hash with its weak bits flipped: looked up,
+/// not remembered).
+struct Analysed {
+    analysis: FrameAnalysis,
+    remember: Vec<[u8; 32]>,
+    probes: Vec<[u8; 32]>,
+}
+
 /// Side length of the grey signature of an aligned face crop, in pixels.
 const SIGNATURE_SIDE: usize = 48;
 
@@ -92,8 +142,9 @@ const SIGNATURE_SIDE: usize = 48;
 pub struct Engine {
     cfg: LivenessConfig,
     vision: VisionConfig,
-    key: Vec<u8>,
+    keys: Arc<Keyring>,
     store: Arc<dyn ChallengeStore>,
+    replay: ReplayMemory,
     workers: InferencePool<FacePipeline>,
     frames_analysed: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -103,20 +154,27 @@ impl Engine {
     /// lazily (Redis may come up later).
     pub fn start(vision: &VisionConfig, cfg: &LivenessConfig) -> Result<Engine, LivenessError> {
         cfg.validate().map_err(|e| LivenessError::InvalidArgument(format!("liveness settings: {e}")))?;
-        let key = match cfg.key().map_err(LivenessError::InvalidArgument)? {
-            Some(k) => k,
+        let keys = match &cfg.keys_file {
+            Some(path) => Keyring::from_file(path).map_err(|e| LivenessError::InvalidArgument(format!("liveness.keys_file: {e}")))?,
             None => {
                 tracing::warn!(
-                    "liveness.hmac_key is not set: using a random key; challenges will not survive a restart or work across replicas"
+                    "liveness.keys_file is not set: using a random key for this process; challenges and attestations will not survive a restart or work across replicas"
                 );
-                let mut k = vec![0u8; 32];
-                getrandom::fill(&mut k).map_err(|e| LivenessError::Internal(format!("random key: {e}")))?;
-                k
+                Keyring::ephemeral().map_err(|e| LivenessError::Internal(format!("random key: {e}")))?
             }
         };
-        let store: Arc<dyn ChallengeStore> = match &cfg.redis_url {
-            Some(url) => Arc::new(RedisStore::new(url, Duration::from_millis(cfg.redis_timeout_ms))?),
-            None => Arc::new(MemoryStore::default()),
+        let keys = Arc::new(keys);
+        if cfg.replay_window_s == 0 {
+            tracing::warn!("liveness.replay_window_s is 0: frames from earlier challenges will not be recognised");
+        }
+        let timeout = Duration::from_millis(cfg.redis_timeout_ms);
+        let (store, replay): (Arc<dyn ChallengeStore>, ReplayMemory) = match &cfg.redis_url {
+            Some(url) => {
+                let redis = ekyc_runtime::redis::Redis::new(url, timeout)
+                    .map_err(|e| LivenessError::InvalidArgument(format!("liveness.redis_url: {e}")))?;
+                (Arc::new(RedisStore::new(url, timeout)?), ReplayMemory::redis(redis, Arc::clone(&keys)))
+            }
+            None => (Arc::new(MemoryStore::new(cfg.memory_capacity)), ReplayMemory::in_process(cfg.replay_capacity, Arc::clone(&keys))),
         };
         let load = |e: VisionError| LivenessError::Internal(format!("loading models: {e}"));
         let threads = if cfg.workers > 0 { cfg.workers } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) };
@@ -128,7 +186,7 @@ impl Engine {
             pipelines.push(p);
         }
         let workers = InferencePool::new(pipelines, cfg.worker_queue, "liveness-worker")?;
-        Ok(Engine { cfg: cfg.clone(), vision: vision.clone(), key, store, workers, frames_analysed: Arc::default() })
+        Ok(Engine { cfg: cfg.clone(), vision: vision.clone(), keys, store, replay, workers, frames_analysed: Arc::default() })
     }
 
     /// Frames the workers have analysed (for tests: refused challenges cost no image work).
@@ -171,16 +229,77 @@ impl Engine {
             steps: poses,
         };
         let targets: Vec<f32> = id.steps.iter().map(|p| self.target(*p)).collect();
-        let stored = serde_json::to_vec(&Stored { targets: targets.clone(), client_reference: client_reference.clone() })
-            .map_err(|e| LivenessError::Internal(e.to_string()))?;
-        self.store.put(&id.nonce, stored, Duration::from_secs(self.cfg.ttl_s)).await?;
+        let record = Record {
+            v: 1,
+            nonce: id.nonce.clone(),
+            steps: id.steps.clone(),
+            targets: targets.clone(),
+            issued_ms: id.issued_ms,
+            expires_ms: id.expires_ms,
+            min_face_size_px: self.cfg.min_face_size_px,
+            min_sharpness: self.cfg.min_sharpness,
+            other_face_ratio: self.cfg.other_face_ratio,
+            duplicate_correlation: self.cfg.duplicate_correlation,
+            clock_skew_ms: self.cfg.clock_skew_ms,
+            match_threshold: self.vision.match_threshold,
+            client_reference: client_reference.clone(),
+        };
+        let json = serde_json::to_vec(&record).map_err(|e| LivenessError::Internal(e.to_string()))?;
+        let sealed =
+            self.keys.seal(RECORD_KIND, &id.nonce, 1, &json).map_err(|e| LivenessError::Internal(format!("sealing the challenge: {e}")))?;
+        self.store.put(&id.nonce, sealed, Duration::from_secs(self.cfg.ttl_s)).await?;
         Ok(Issued {
-            id: id.encode(&self.key),
+            id: id.encode(&self.keys),
             steps: id.steps.iter().copied().zip(targets).collect(),
             issued_ms,
             expires_ms: id.expires_ms,
             client_reference,
         })
+    }
+
+    /// Opens a stored record and checks it against the (authenticated) id.
+    fn open_record(&self, parsed: &ChallengeId, sealed: &[u8]) -> Result<Opened, LivenessError> {
+        let json = self.keys.open(RECORD_KIND, &parsed.nonce, 1, sealed).map_err(|_| corrupt("does not open (altered or replaced)"))?;
+        let r: Record = serde_json::from_slice(&json).map_err(|_| corrupt("is not a challenge record"))?;
+        if r.v != 1
+            || r.nonce != parsed.nonce
+            || r.steps != parsed.steps
+            || r.issued_ms != parsed.issued_ms
+            || r.expires_ms != parsed.expires_ms
+            || r.targets.len() != r.steps.len()
+        {
+            return Err(corrupt("disagrees with its id"));
+        }
+        let cfg = LivenessConfig {
+            min_face_size_px: r.min_face_size_px,
+            min_sharpness: r.min_sharpness,
+            other_face_ratio: r.other_face_ratio,
+            duplicate_correlation: r.duplicate_correlation,
+            clock_skew_ms: r.clock_skew_ms,
+            ..self.cfg.clone()
+        };
+        let spec = ChallengeSpec { steps: r.steps, targets: r.targets, issued_ms: r.issued_ms, expires_ms: r.expires_ms };
+        Ok(Opened { spec, cfg, match_threshold: r.match_threshold, client_reference: r.client_reference })
+    }
+
+    /// Looks the frames up in the replay memory and remembers them under this challenge;
+    /// marks those already received under another challenge.
+    async fn remember(&self, nonce: &str, frames: &mut [Analysed]) -> Result<(), LivenessError> {
+        if self.cfg.replay_window_s == 0 {
+            return Ok(());
+        }
+        let owner = self.keys.digest(OWNER_PURPOSE, nonce.as_bytes());
+        let window = Duration::from_secs(self.cfg.replay_window_s);
+        let unavailable = |e: ekyc_runtime::replay::ReplayError| LivenessError::Unavailable(format!("BACKEND_UNAVAILABLE: {e}"));
+        for f in frames.iter_mut() {
+            let seen = self.replay.check_and_remember(&f.remember, &owner, window).await.map_err(unavailable)?;
+            let near = if seen.is_none() { self.replay.seen_elsewhere(&f.probes, &owner).await.map_err(unavailable)? } else { None };
+            if seen.is_some() || near.is_some() {
+                f.analysis.replayed = true;
+                metrics::counter!("ekyc_liveness_replayed_frames_total").increment(1);
+            }
+        }
+        Ok(())
     }
 
     fn check_header(&self, field: &str, f: &Frame, steps: usize) -> Result<(), LivenessError> {
@@ -197,7 +316,7 @@ impl Engine {
 
     /// Measures one frame against its step without consuming the challenge.
     pub async fn check_frame(&self, id: &str, frame: Frame) -> Result<Checked, LivenessError> {
-        let parsed = ChallengeId::decode(id, &self.key).map_err(|_| {
+        let parsed = ChallengeId::decode(id, &self.keys).map_err(|_| {
             LivenessError::FailedPrecondition("CHALLENGE_INVALID: the challenge id was altered, forged or not issued here".into())
         })?;
         if now_ms() > parsed.expires_ms {
@@ -207,15 +326,18 @@ impl Engine {
         let Some(stored) = self.store.peek(&parsed.nonce).await? else {
             return Err(LivenessError::FailedPrecondition("ALREADY_USED: the challenge was already used".into()));
         };
-        let (spec, _) = open_stored(&parsed, &stored)?;
+        let opened = self.open_record(&parsed, &stored)?;
         let input = frame.input();
-        let analysis = self.analyse(frame).await?;
-        let attestation = attestation::encode(&self.key, &parsed.nonce, &input, &analysis);
+        let mut analysed = [self.analyse(frame).await?];
+        self.remember(&parsed.nonce, &mut analysed).await?;
+        let [Analysed { analysis, .. }] = analysed;
+        let attestation = attestation::encode(&self.keys, &parsed.nonce, &input, &analysis)
+            .map_err(|e| LivenessError::Internal(format!("sealing the attestation: {e}")))?;
         let embedding = analysis.embedding.clone();
         let s = input.step_index;
         let zero = ekyc_vision::HeadPose::default();
         let frames = [(input, analysis)];
-        let step = judge_step(&spec, s, Some(0), &frames, (s > 0).then_some(&zero), None, &self.cfg, self.vision.match_threshold);
+        let step = judge_step(&opened.spec, s, Some(0), &frames, (s > 0).then_some(&zero), None, &opened.cfg, opened.match_threshold);
         Ok(Checked { step, embedding, attestation })
     }
 
@@ -226,7 +348,7 @@ impl Engine {
         let rejected = |code: Code, msg: &str| {
             Ok(Outcome { verdict: Verdict::rejected(Reason::new(code, msg)), client_reference: None, verified_ms: now })
         };
-        let parsed = match ChallengeId::decode(id, &self.key) {
+        let parsed = match ChallengeId::decode(id, &self.keys) {
             Ok(p) => p,
             Err(IdError::Malformed) => return rejected(Code::ChallengeInvalid, "the challenge id is not one this service issued"),
             Err(IdError::BadMac) => {
@@ -245,16 +367,16 @@ impl Engine {
         }
         let mut attested = Vec::with_capacity(attestations.len());
         for (i, a) in attestations.iter().enumerate() {
-            match attestation::decode(&self.key, &parsed.nonce, a) {
+            match attestation::decode(&self.keys, &parsed.nonce, a) {
                 Ok((input, _)) if input.step_index >= parsed.steps.len() => {
                     return rejected(Code::ChallengeInvalid, &format!("frame_attestations[{i}] names a step this challenge does not have"));
                 }
                 Ok(x) => attested.push(x),
-                Err(AttestationError::OtherChallenge) => {
-                    return rejected(Code::ChallengeInvalid, &format!("frame_attestations[{i}] belongs to another challenge"));
-                }
-                Err(AttestationError::BadMac | AttestationError::Malformed) => {
-                    return rejected(Code::ChallengeInvalid, &format!("frame_attestations[{i}] was altered or not issued here"));
+                Err(AttestationError::DoesNotOpen | AttestationError::Malformed) => {
+                    return rejected(
+                        Code::ChallengeInvalid,
+                        &format!("frame_attestations[{i}] was altered, belongs to another challenge or was not issued here"),
+                    );
                 }
             }
         }
@@ -262,26 +384,42 @@ impl Engine {
         let Some(stored) = self.store.take(&parsed.nonce).await? else {
             return rejected(Code::AlreadyUsed, "the challenge was already used");
         };
-        let (spec, client_reference) = open_stored(&parsed, &stored)?;
+        let opened = self.open_record(&parsed, &stored)?;
         let inputs: Vec<FrameInput> = frames.iter().map(Frame::input).collect();
         let analyses = join_all(frames.into_iter().map(|f| self.analyse(f))).await;
-        let mut analysed = Vec::with_capacity(inputs.len() + attested.len());
-        for (input, a) in inputs.into_iter().zip(analyses) {
-            analysed.push((input, a?));
+        let mut fresh = Vec::with_capacity(inputs.len());
+        for a in analyses {
+            fresh.push(a?);
         }
+        self.remember(&parsed.nonce, &mut fresh).await?;
+        let mut analysed = Vec::with_capacity(inputs.len() + attested.len());
+        analysed.extend(inputs.into_iter().zip(fresh.into_iter().map(|a| a.analysis)));
         analysed.extend(attested);
-        let verdict = verify(&spec, &analysed, &self.cfg, self.vision.match_threshold);
+        let verdict = verify(&opened.spec, &analysed, &opened.cfg, opened.match_threshold);
+        let client_reference = opened.client_reference;
         metrics::counter!("ekyc_liveness_verifications_total", "passed" => verdict.passed.to_string()).increment(1);
         Ok(Outcome { verdict, client_reference, verified_ms: now_ms() })
     }
 
-    async fn analyse(&self, frame: Frame) -> Result<FrameAnalysis, LivenessError> {
+    async fn analyse(&self, frame: Frame) -> Result<Analysed, LivenessError> {
         let counter = Arc::clone(&self.frames_analysed);
+        let keys = Arc::clone(&self.keys);
         self.workers
             .run(move |p: &mut FacePipeline| {
                 let _span = tracing::info_span!("liveness.analyse_frame", bytes = frame.bytes.len()).entered();
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                analyse_frame(p, &frame)
+                let analysis = analyse_frame(p, &frame)?;
+                let mut remember = vec![keys.digest(BYTES_PURPOSE, &frame.bytes)];
+                if !analysis.pixels_sha256.is_empty() {
+                    remember.push(keys.digest(PIXELS_PURPOSE, analysis.pixels_sha256.as_bytes()));
+                }
+                let mut probes = Vec::new();
+                if let Some(h) = &analysis.face_hash {
+                    let mut all = h.probes().into_iter().map(|v| keys.digest(FACE_HASH_PURPOSE, &v.to_le_bytes()));
+                    remember.extend(all.next());
+                    probes.extend(all);
+                }
+                Ok(Analysed { analysis, remember, probes })
             })
             .await
             .map_err(|e| match e {
@@ -314,6 +452,7 @@ fn analyse_frame(p: &FacePipeline, frame: &Frame) -> Result<FrameAnalysis, Liven
         let margin = p.config().embedder.margin;
         out.signature = Some(signature(&main.crop, margin, false));
         out.signature_mirrored = Some(signature(&main.crop, margin, true));
+        out.face_hash = Some(crate::perceptual::FaceHash::of_crop(&main.crop, margin));
     }
     out.faces = prepared.into_iter().map(|pf| pf.face).collect();
     Ok(out)

@@ -15,6 +15,10 @@ pub enum LivenessError {
     Busy(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A stored record does not open or disagrees with its id (the message starts with
+    /// the reason code, CHALLENGE_CORRUPT).
+    #[error("{0}")]
+    DataLoss(String),
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -27,6 +31,7 @@ impl From<StoreError> for LivenessError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => LivenessError::Unavailable(format!("BACKEND_UNAVAILABLE: {m}")),
+            StoreError::Full(n) => LivenessError::Busy(format!("OVERLOADED: {n} challenges are open; retry after a short backoff")),
         }
     }
 }
@@ -38,6 +43,7 @@ impl From<LivenessError> for tonic::Status {
             LivenessError::FailedPrecondition(m) => tonic::Status::failed_precondition(m),
             LivenessError::Busy(m) => tonic::Status::resource_exhausted(m),
             LivenessError::Unavailable(m) => tonic::Status::unavailable(m),
+            LivenessError::DataLoss(m) => tonic::Status::data_loss(m),
             other => tonic::Status::internal(other.to_string()),
         }
     }

@@ -1,10 +1,13 @@
 //! The `liveness` gRPC service: issues random head-pose challenges (single use, short
-//! lived, HMAC-bound, kept in Redis or in-process) and verifies the frames that answer them:
-//! the pose sequence, one live face, the same person throughout, no replayed or mirrored
-//! frames. Images are analysed in memory and never stored; the verdict carries SHA-256
-//! digests of the frames for the audit record.
+//! lived, MAC-bound ids, sealed records kept in Redis or in-process) and verifies the
+//! frames that answer them: the pose sequence, one live face, the same person throughout,
+//! no replayed (in this or an earlier challenge) or mirrored frames. Images are analysed in
+//! memory and never stored; the verdict carries SHA-256 digests of the frames for the
+//! audit record. All keys derive from one keyring (`liveness.keys_file`).
 //!
-//! - [`challenge`]: steps and the HMAC-bound id; [`store`]: where challenges wait.
+//! - [`challenge`]: steps and the MAC-bound id; [`store`]: where sealed challenges wait.
+//! - [`attestation`]: CheckFrame's measurements, sealed for this service alone.
+//! - [`perceptual`]: the face crop's perceptual hash, for replays across challenges.
 //! - [`verify`]: the verdict as a pure function; [`engine`]: the plain-Rust core.
 //! - [`service`]: the thin gRPC adapter; [`error`]: the one error enum and its statuses.
 
@@ -13,6 +16,7 @@ pub mod challenge;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod perceptual;
 pub mod service;
 pub mod store;
 pub mod verify;

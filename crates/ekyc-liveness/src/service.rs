@@ -106,6 +106,7 @@ fn record(method: &'static str, ok: bool, e: Option<&LivenessError>) {
         Some(LivenessError::Busy(_)) => "RESOURCE_EXHAUSTED",
         Some(LivenessError::FailedPrecondition(_)) => "FAILED_PRECONDITION",
         Some(LivenessError::Unavailable(_)) => "UNAVAILABLE",
+        Some(LivenessError::DataLoss(_)) => "DATA_LOSS",
         _ => "INTERNAL",
     };
     metrics::counter!("ekyc_requests_total", "service" => "ekyc.v1.Liveness", "method" => method, "code" => code).increment(1);

@@ -1,8 +1,9 @@
 //! Where challenges live until they are used: Redis in a cluster, or this process on one
 //! machine, behind one trait. `take` is atomic: of two concurrent verifications of one
-//! challenge, exactly one gets it.
+//! challenge, exactly one gets it. The values are opaque sealed records (see
+//! [`crate::engine`]): nothing a store holds can be read or altered without the keyring.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,9 @@ pub enum StoreError {
     /// The store cannot be reached; the message says which and why.
     #[error("challenge store unavailable: {0}")]
     Unavailable(String),
+    /// The in-process store holds as many open challenges as it may.
+    #[error("{0} open challenges: the in-process store is full")]
+    Full(usize),
 }
 
 /// Challenge storage keyed by nonce.
@@ -26,34 +30,85 @@ pub trait ChallengeStore: Send + Sync + std::fmt::Debug {
     fn peek<'a>(&'a self, nonce: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>>;
 }
 
-/// In-process store for a single machine.
-#[derive(Debug, Default)]
+/// In-process store for a single machine, holding at most `capacity` challenges. Expiry
+/// works from a queue in insertion order (every challenge of one store has the same
+/// lifetime), so each call does O(1) amortised work, never a scan of the whole map.
+#[derive(Debug)]
 pub struct MemoryStore {
-    map: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
+    inner: Mutex<Memory>,
+}
+
+#[derive(Debug)]
+struct Memory {
+    map: HashMap<String, (Vec<u8>, Instant)>,
+    /// Nonces in insertion order with their expiry; one whose nonce is gone is skipped.
+    order: VecDeque<(String, Instant)>,
+    capacity: usize,
+}
+
+impl Memory {
+    fn expire(&mut self, now: Instant) {
+        while let Some((nonce, until)) = self.order.front() {
+            if *until > now && self.map.contains_key(nonce) {
+                break;
+            }
+            if *until <= now && self.map.get(nonce).is_some_and(|(_, u)| u == until) {
+                self.map.remove(nonce);
+            }
+            self.order.pop_front();
+        }
+    }
+}
+
+impl MemoryStore {
+    pub fn new(capacity: usize) -> MemoryStore {
+        MemoryStore { inner: Mutex::new(Memory { map: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1) }) }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Memory>, StoreError> {
+        let mut m = self.inner.lock().map_err(|_| StoreError::Unavailable("in-process store poisoned".into()))?;
+        m.expire(Instant::now());
+        Ok(m)
+    }
+
+    /// Challenges held now (expired ones may linger until a call reaches them).
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|m| m.map.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl ChallengeStore for MemoryStore {
     fn put<'a>(&'a self, nonce: &'a str, value: Vec<u8>, ttl: Duration) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut map = self.map.lock().map_err(|_| StoreError::Unavailable("in-process store poisoned".into()))?;
-            let now = Instant::now();
-            map.retain(|_, (_, until)| *until > now);
-            map.insert(nonce.to_string(), (value, now + ttl));
+            let mut m = self.lock()?;
+            if m.map.len() >= m.capacity {
+                return Err(StoreError::Full(m.capacity));
+            }
+            if m.map.contains_key(nonce) {
+                return Err(StoreError::Unavailable("challenge nonce collision".into()));
+            }
+            let until = Instant::now() + ttl;
+            m.map.insert(nonce.to_string(), (value, until));
+            m.order.push_back((nonce.to_string(), until));
             Ok(())
         })
     }
 
     fn take<'a>(&'a self, nonce: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
         Box::pin(async move {
-            let mut map = self.map.lock().map_err(|_| StoreError::Unavailable("in-process store poisoned".into()))?;
-            Ok(map.remove(nonce).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v))
+            let mut m = self.lock()?;
+            Ok(m.map.remove(nonce).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v))
         })
     }
 
     fn peek<'a>(&'a self, nonce: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
         Box::pin(async move {
-            let map = self.map.lock().map_err(|_| StoreError::Unavailable("in-process store poisoned".into()))?;
-            Ok(map.get(nonce).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v.clone()))
+            let m = self.lock()?;
+            Ok(m.map.get(nonce).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v.clone()))
         })
     }
 }
@@ -113,12 +168,20 @@ mod tests {
 
     #[tokio::test]
     async fn memory_store_takes_once_and_expires() {
-        let s = MemoryStore::default();
+        let s = MemoryStore::new(2);
         s.put("a", b"x".to_vec(), Duration::from_secs(10)).await.expect("put");
         assert_eq!(s.take("a").await.expect("take"), Some(b"x".to_vec()));
         assert_eq!(s.take("a").await.expect("take"), None);
         s.put("b", b"y".to_vec(), Duration::from_millis(1)).await.expect("put");
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(s.take("b").await.expect("take"), None);
+        // Bounded: a full store refuses new challenges until some expire or are used.
+        s.put("c", b"1".to_vec(), Duration::from_millis(1)).await.expect("put");
+        s.put("d", b"2".to_vec(), Duration::from_secs(10)).await.expect("put");
+        assert_eq!(s.put("e", b"3".to_vec(), Duration::from_secs(10)).await, Err(StoreError::Full(2)));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        s.put("e", b"3".to_vec(), Duration::from_secs(10)).await.expect("the expired one made room");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.peek("d").await.expect("peek"), Some(b"2".to_vec()));
     }
 }

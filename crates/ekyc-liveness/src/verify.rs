@@ -10,6 +10,8 @@
 //!   rescaled: aligned face crops correlating at `duplicate_correlation` or more), and none
 //!   may be the mirror image of another (a mirrored photo must not pass as the opposite
 //!   turn);
+//! - no frame may have been seen in an earlier challenge (`FrameAnalysis::replayed`, set by
+//!   the engine from the replay memory): REPLAYED_FRAME fails its step;
 //! - the frames used must come in step order (by client capture time when every frame has
 //!   one, else by their order in the request) and within the challenge's lifetime.
 //!
@@ -94,6 +96,11 @@ pub struct FrameAnalysis {
     /// Zero-mean, unit-norm grey levels of the aligned face crop, and of its mirror image.
     pub signature: Option<Vec<f32>>,
     pub signature_mirrored: Option<Vec<f32>>,
+    /// Perceptual hash of the aligned face crop (see [`crate::perceptual`]).
+    pub face_hash: Option<crate::perceptual::FaceHash>,
+    /// The frame (its bytes, its pixels or its face crop's perceptual hash) was seen in an
+    /// earlier challenge.
+    pub replayed: bool,
 }
 
 /// The challenge as stored.
@@ -195,6 +202,9 @@ pub fn judge_step(
         return out;
     };
     let (input, a) = &frames[fi];
+    if a.replayed {
+        out.reasons.push(Reason::new(Code::ReplayedFrame, format!("frame {fi} was already received in an earlier challenge")).at(fi));
+    }
     if let Some(why) = &a.corrupt {
         out.reasons.push(Reason::new(Code::ImageCorrupt, format!("frame {fi}: {why}")).at(fi));
         return out;
@@ -309,6 +319,12 @@ pub fn verify(spec: &ChallengeSpec, frames: &[(FrameInput, FrameAnalysis)], cfg:
         }
     }
     let used: Vec<(usize, usize)> = steps.iter().filter_map(|o| o.frame_index.map(|f| (o.step_index, f))).collect();
+    // Frames seen in an earlier challenge that no step chose (those chosen fail their step).
+    for (i, (_, a)) in frames.iter().enumerate() {
+        if a.replayed && !used.iter().any(|&(_, f)| f == i) {
+            overall.push(Reason::new(Code::ReplayedFrame, format!("frame {i} was already received in an earlier challenge")).at(i));
+        }
+    }
     for (n, &(sb, fb)) in used.iter().enumerate() {
         for &(sa, fa) in &used[..n] {
             if fa == fb {

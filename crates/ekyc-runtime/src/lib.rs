@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod convert;
 pub mod redis;
+pub mod replay;
 pub mod seal;
 pub mod serve;
 pub mod settings;

@@ -5,7 +5,7 @@ use ekyc_liveness::LivenessConfig;
 use ekyc_proto::v1 as pb;
 use pb::ReasonCode as R;
 
-use crate::common::{Server, answer, codes, create, frame, good_frames, turned, verify};
+use crate::common::{Server, answer, codes, create, forget_replays, frame, good_frames, turned, verify};
 
 const PERSON: &str = "obama_1.jpg";
 
@@ -72,6 +72,8 @@ async fn a_correct_answer_passes_and_a_second_use_fails() {
 async fn each_way_of_failing_has_its_reason() {
     let server = Server::start().await;
     let mut client = server.client().await;
+    // Each case sends the same person's frames in a new challenge; the replay memory is
+    // cleared between cases so that each fails for its own reason only.
 
     // Wrong order: the frames of steps 1 and 2 swapped in the request.
     let c = create(&mut client, 3).await;
@@ -81,6 +83,7 @@ async fn each_way_of_failing_has_its_reason() {
     assert!(!r.passed && codes(&r).contains(&R::StepOutOfOrder), "{:?}", codes(&r));
 
     // Wrong order by capture time, even when the list is in order.
+    forget_replays(&server).await;
     let c = create(&mut client, 3).await;
     let mut f = good_frames(&c, PERSON);
     for (k, t) in [(0, 1000), (1, 3000), (2, 2000)] {
@@ -90,6 +93,7 @@ async fn each_way_of_failing_has_its_reason() {
     assert!(codes(&r).contains(&R::StepOutOfOrder), "{:?}", codes(&r));
 
     // A missing step.
+    forget_replays(&server).await;
     let c = create(&mut client, 3).await;
     let mut f = good_frames(&c, PERSON);
     f.pop();
@@ -97,6 +101,7 @@ async fn each_way_of_failing_has_its_reason() {
     assert!(!r.passed && codes(&r).contains(&R::StepMissing), "{:?}", codes(&r));
 
     // Too small an angle on step 1.
+    forget_replays(&server).await;
     let c = create(&mut client, 3).await;
     let mut f = good_frames(&c, PERSON);
     f[1] = frame(answer(PERSON, c.steps[1].pose(), 5.0), 1);
@@ -105,6 +110,7 @@ async fn each_way_of_failing_has_its_reason() {
     assert!(r.steps[1].reached_angle_deg < r.steps[1].target_angle_deg);
 
     // Another person in step 2.
+    forget_replays(&server).await;
     let c = create(&mut client, 3).await;
     let mut f = good_frames(&c, PERSON);
     f[2] = frame(answer("rose_leslie_2.jpg", c.steps[2].pose(), 25.0), 2);
@@ -113,11 +119,13 @@ async fn each_way_of_failing_has_its_reason() {
     assert_eq!(r.liveness_score, 0.0);
 
     // A repeated frame: the same bytes, and the same pixels in another encoding.
+    forget_replays(&server).await;
     let c = create(&mut client, 3).await;
     let mut f = good_frames(&c, PERSON);
     f[2] = frame(f[1].image.as_ref().expect("image").data.clone(), 2);
     let r = verify(&mut client, &c, f).await;
     assert!(!r.passed && codes(&r).contains(&R::ReplayedFrame), "{:?}", codes(&r));
+    forget_replays(&server).await;
     let c = create(&mut client, 3).await;
     let mut f = good_frames(&c, PERSON);
     let pixels = image::load_from_memory(&f[0].image.as_ref().expect("image").data).expect("decodes");

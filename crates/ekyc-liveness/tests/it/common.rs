@@ -20,13 +20,7 @@ pub struct Server {
 }
 
 pub fn config(redis: &RedisServer) -> LivenessConfig {
-    LivenessConfig {
-        redis_url: Some(redis.url()),
-        hmac_key: Some("ab".repeat(32)),
-        workers: 2,
-        redis_timeout_ms: 500,
-        ..Default::default()
-    }
+    LivenessConfig { redis_url: Some(redis.url()), workers: 2, redis_timeout_ms: 500, ..Default::default() }
 }
 
 impl Server {
@@ -76,4 +70,43 @@ pub async fn verify(client: &mut LivenessClient<Channel>, c: &pb::Challenge, fra
 
 pub fn codes(r: &pb::VerifyChallengeResponse) -> Vec<pb::ReasonCode> {
     r.reasons.iter().chain(r.steps.iter().flat_map(|s| s.reasons.iter())).filter(|x| x.blocking).map(|x| x.code()).collect()
+}
+
+/// A plain Redis command against the test's server (what an attacker with Redis access
+/// can do).
+pub async fn redis_cmd<T: redis::FromRedisValue>(server: &Server, cmd: redis::Cmd) -> T {
+    let r = ekyc_runtime::redis::Redis::new(&server.redis.url(), std::time::Duration::from_secs(2)).expect("url");
+    r.run(cmd).await.expect("redis answers")
+}
+
+/// Every key and value in Redis.
+pub async fn redis_dump(server: &Server) -> Vec<(String, Vec<u8>)> {
+    let mut keys_cmd = redis::cmd("KEYS");
+    keys_cmd.arg("*");
+    let keys: Vec<String> = redis_cmd(server, keys_cmd).await;
+    let mut out = Vec::new();
+    for k in keys {
+        let mut get = redis::cmd("GET");
+        get.arg(&k);
+        let v: Option<Vec<u8>> = redis_cmd(server, get).await;
+        out.push((k, v.unwrap_or_default()));
+    }
+    out
+}
+
+/// Forgets the frames remembered for cross-challenge replays, for tests that send one
+/// person's synthesised frames in several challenges to test something else.
+pub async fn forget_replays(server: &Server) {
+    for (k, _) in redis_dump(server).await {
+        if k.starts_with("ekyc:replay:") {
+            let mut del = redis::cmd("DEL");
+            del.arg(&k);
+            let _: i64 = redis_cmd(server, del).await;
+        }
+    }
+}
+
+/// The store key of a challenge id's record.
+pub fn record_key(c: &pb::Challenge) -> String {
+    format!("ekyc:liveness:challenge:{}", c.challenge_id.split('.').nth(1).expect("a nonce"))
 }

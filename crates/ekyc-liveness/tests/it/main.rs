@@ -4,3 +4,5 @@ mod attestations;
 mod challenges;
 mod common;
 mod outages;
+mod replays;
+mod sealed;
