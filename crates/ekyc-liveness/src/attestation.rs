@@ -39,6 +39,9 @@ struct Payload {
     signature: Option<Quantised>,
     /// The frame was seen in an earlier challenge when it was checked.
     replayed: bool,
+    /// Its face crop's perceptual hash was seen in an earlier challenge.
+    #[serde(default)]
+    resembles_earlier: bool,
 }
 
 /// Kind of the sealed blob.
@@ -87,6 +90,7 @@ pub fn encode(keys: &Keyring, nonce: &str, input: &FrameInput, a: &FrameAnalysis
         embedding: a.embedding.as_ref().map(|e| URL_SAFE_NO_PAD.encode(e.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())),
         signature: a.signature.as_deref().map(quantise),
         replayed: a.replayed,
+        resembles_earlier: a.resembles_earlier,
     };
     let json = serde_json::to_vec(&payload).expect("the payload serialises: this is a bug");
     keys.seal(KIND, nonce, 1, &json)
@@ -129,6 +133,7 @@ pub fn decode(keys: &Keyring, nonce: &str, bytes: &[u8]) -> Result<(FrameInput, 
         signature,
         signature_mirrored,
         replayed: p.replayed,
+        resembles_earlier: p.resembles_earlier,
         ..Default::default()
     };
     Ok((FrameInput { step_index: p.step_index, capture_ms: p.capture_ms }, analysis))

@@ -66,6 +66,14 @@ pub struct LivenessConfig {
     /// Digests the in-process replay memory holds at most (without `redis_url`); past it the
     /// oldest are forgotten first. About 100 bytes each.
     pub replay_capacity: usize,
+    /// Whether a frame whose aligned face crop only *resembles* one from an earlier
+    /// challenge (same perceptual hash, other bytes and pixels: a re-encoded or re-noised
+    /// copy) fails its step. Off by default: the hash of an aligned face is close to a face
+    /// template, so the same person photographed again in the same setting can match it, and
+    /// a genuine retry would then be refused for the whole `replay_window_s`; the match is
+    /// still reported as a warning (REPLAYED_FRAME, not blocking). Frames whose bytes or
+    /// decoded pixels were seen before always fail.
+    pub face_hash_replay_blocks: bool,
 }
 
 impl Default for LivenessConfig {
@@ -92,6 +100,7 @@ impl Default for LivenessConfig {
             memory_capacity: 100_000,
             replay_window_s: 30 * 24 * 3600,
             replay_capacity: 1_000_000,
+            face_hash_replay_blocks: false,
         }
     }
 }

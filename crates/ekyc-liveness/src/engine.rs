@@ -131,7 +131,11 @@ pub struct Checked {
 /// not remembered).
 struct Analysed {
     analysis: FrameAnalysis,
+    /// Keyed digests to remember: the exact ones (bytes, pixels) first, then the face hash.
     remember: Vec<[u8; 32]>,
+    /// How many of `remember` are exact.
+    exact: usize,
+    /// The face hash with its weak bits flipped, looked up but not remembered.
     probes: Vec<[u8; 32]>,
 }
 
@@ -294,9 +298,14 @@ impl Engine {
         for f in frames.iter_mut() {
             let seen = self.replay.check_and_remember(&f.remember, &owner, window).await.map_err(unavailable)?;
             let near = if seen.is_none() { self.replay.seen_elsewhere(&f.probes, &owner).await.map_err(unavailable)? } else { None };
-            if seen.is_some() || near.is_some() {
-                f.analysis.replayed = true;
-                metrics::counter!("ekyc_liveness_replayed_frames_total").increment(1);
+            match seen {
+                Some(i) if i < f.exact => f.analysis.replayed = true,
+                Some(_) => f.analysis.resembles_earlier = true,
+                None => f.analysis.resembles_earlier = near.is_some(),
+            }
+            if f.analysis.replayed || f.analysis.resembles_earlier {
+                let how = if f.analysis.replayed { "exact" } else { "face-hash" };
+                metrics::counter!("ekyc_liveness_replayed_frames_total", "match" => how).increment(1);
             }
         }
         Ok(())
@@ -413,13 +422,14 @@ impl Engine {
                 if !analysis.pixels_sha256.is_empty() {
                     remember.push(keys.digest(PIXELS_PURPOSE, analysis.pixels_sha256.as_bytes()));
                 }
+                let exact = remember.len();
                 let mut probes = Vec::new();
                 if let Some(h) = &analysis.face_hash {
                     let mut all = h.probes().into_iter().map(|v| keys.digest(FACE_HASH_PURPOSE, &v.to_le_bytes()));
                     remember.extend(all.next());
                     probes.extend(all);
                 }
-                Ok(Analysed { analysis, remember, probes })
+                Ok(Analysed { analysis, remember, exact, probes })
             })
             .await
             .map_err(|e| match e {

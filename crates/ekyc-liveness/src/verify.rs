@@ -98,9 +98,11 @@ pub struct FrameAnalysis {
     pub signature_mirrored: Option<Vec<f32>>,
     /// Perceptual hash of the aligned face crop (see [`crate::perceptual`]).
     pub face_hash: Option<crate::perceptual::FaceHash>,
-    /// The frame (its bytes, its pixels or its face crop's perceptual hash) was seen in an
-    /// earlier challenge.
+    /// The frame (its bytes or its pixels) was seen in an earlier challenge.
     pub replayed: bool,
+    /// Its face crop's perceptual hash was seen in an earlier challenge (other bytes and
+    /// pixels): a re-encoded copy, or the same person in the same setting.
+    pub resembles_earlier: bool,
 }
 
 /// The challenge as stored.
@@ -204,6 +206,13 @@ pub fn judge_step(
     let (input, a) = &frames[fi];
     if a.replayed {
         out.reasons.push(Reason::new(Code::ReplayedFrame, format!("frame {fi} was already received in an earlier challenge")).at(fi));
+    } else if a.resembles_earlier {
+        let r = Reason::new(
+            Code::ReplayedFrame,
+            format!("frame {fi}'s face crop has the perceptual hash of a frame received in an earlier challenge (a re-encoded copy?)"),
+        )
+        .at(fi);
+        out.reasons.push(if cfg.face_hash_replay_blocks { r } else { r.warning() });
     }
     if let Some(why) = &a.corrupt {
         out.reasons.push(Reason::new(Code::ImageCorrupt, format!("frame {fi}: {why}")).at(fi));

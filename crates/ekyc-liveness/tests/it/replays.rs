@@ -134,6 +134,11 @@ fn replayed(r: &pb::StepResult) -> bool {
     r.reasons.iter().any(|x| x.code() == R::ReplayedFrame && x.blocking)
 }
 
+/// REPLAYED_FRAME as a warning only (a face-hash match, by default).
+fn resembles(r: &pb::StepResult) -> bool {
+    r.reasons.iter().any(|x| x.code() == R::ReplayedFrame && !x.blocking)
+}
+
 #[tokio::test]
 async fn a_frame_from_an_earlier_challenge_is_a_replay_also_reencoded() {
     let server = Server::start().await;
@@ -172,17 +177,19 @@ async fn a_frame_from_an_earlier_challenge_is_a_replay_also_reencoded() {
     assert!(!r.passed && codes(&r).contains(&R::ReplayedFrame), "{:?}", codes(&r));
 
     // Re-encoded at another quality and lightly re-noised: other bytes and pixels, the same
-    // picture (perceptual hash), on both paths.
+    // picture (perceptual hash), on both paths: reported, but by default not blocking (the
+    // same person photographed again in the same setting can match too; see
+    // `face_hash_replay_blocks`, tested blocking below).
     let copy = reencode(&first[0].image.as_ref().expect("image").data, 70, 2);
     assert_ne!(copy, first[0].image.as_ref().expect("image").data);
     let d = create(&mut client, 2).await;
     let step = check(&server, &d, frame(copy.clone(), 0)).await.result.expect("a step result");
-    assert!(!step.passed && replayed(&step), "re-encoded copy, CheckFrame: {step:?}");
+    assert!(resembles(&step) && !replayed(&step), "re-encoded copy, CheckFrame: {step:?}");
     let e = create(&mut client, 2).await;
     let mut frames = good_frames(&e, "rose_leslie_2.jpg");
     frames[0] = frame(reencode(&first[0].image.as_ref().expect("image").data, 80, 1), 0);
     let r = verify(&mut client, &e, frames).await;
-    assert!(!r.passed && replayed(&r.steps[0]), "re-encoded copy, VerifyChallenge: {:?}", codes(&r));
+    assert!(resembles(&r.steps[0]) && !replayed(&r.steps[0]), "re-encoded copy, VerifyChallenge: {:?}", codes(&r));
 }
 
 #[tokio::test]
@@ -240,12 +247,14 @@ async fn redis_replay_memory_fails_closed_on_altered_values() {
     assert_eq!(m.seen_elsewhere(&[d1], &a).await, Ok(Some(0)));
 }
 
-/// One machine without Redis: the in-process replay memory recognises the frame too.
+/// One machine without Redis: the in-process replay memory recognises the frame too; with
+/// `face_hash_replay_blocks` a re-encoded copy fails its step.
 #[tokio::test]
 async fn without_redis_the_in_process_memory_recognises_replays() {
     let server = Server::start_with(ekyc_testkit::redis_server::RedisServer::start(), |cfg| ekyc_liveness::LivenessConfig {
         redis_url: None,
         replay_capacity: 1000,
+        face_hash_replay_blocks: true,
         ..cfg
     })
     .await;
