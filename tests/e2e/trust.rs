@@ -335,3 +335,36 @@ async fn a_signature_counts_only_for_its_own_session_and_the_required_certificat
     assert_eq!(check.profile, "jpki-user-authentication");
     orch.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_sent_in_an_earlier_session_is_a_replayed_frame() {
+    let b = backends();
+    // A liveness service of this test's own, with the cross-session replay memory on (the
+    // shared rig turns it off because its tests reuse frames).
+    let liveness = ekyc_tests::spawn_liveness(ekyc_liveness::LivenessConfig {
+        redis_url: None,
+        replay_window_s: 3600,
+        ..ekyc_tests::liveness_config(None)
+    })
+    .await;
+    ekyc_tests::wait_ready(&liveness).await;
+    let mut cfg = orchestrator_config(b);
+    cfg.backends.liveness.endpoint = format!("http://{}", liveness.addr);
+    let (orch, _) = orchestrator(cfg).await;
+    let mut c = client(&orch).await;
+    let first = start(&mut c, "low-risk").await;
+    let frontal = frames_for(&first, PERSON).into_iter().next().expect("a frontal frame");
+    let p = add_frames(&mut c, &first, vec![frontal.clone()]).await;
+    assert!(p.steps[0].satisfied, "{:?}", p.steps[0]);
+    // The same photo sent again within its own session is a retry, not a replay.
+    let p = add_frames(&mut c, &first, vec![frontal.clone()]).await;
+    assert!(p.steps[0].satisfied, "{:?}", p.steps[0]);
+
+    let second = start(&mut c, "low-risk").await;
+    let p = add_frames(&mut c, &second, vec![frontal]).await;
+    let Some(pb::session_progress::Added::Frame(check)) = p.added else { panic!("a frame check") };
+    let replayed = check.reasons.iter().any(|r| r.code == pb::ReasonCode::ReplayedFrame as i32 && r.blocking);
+    assert!(replayed && !check.step_satisfied, "{check:?}");
+    orch.stop().await;
+    liveness.stop().await;
+}

@@ -120,6 +120,15 @@ pub fn liveness_config(redis_url: Option<String>) -> ekyc_liveness::LivenessConf
 
 /// Starts one model-backed service on a free port of the current runtime.
 pub async fn spawn_backend(kind: ServiceKind, redis_url: Option<String>) -> Running {
+    spawn(kind, liveness_config(redis_url)).await
+}
+
+/// Starts a liveness service with settings of the test's own.
+pub async fn spawn_liveness(cfg: ekyc_liveness::LivenessConfig) -> Running {
+    spawn(ServiceKind::Liveness, cfg).await
+}
+
+async fn spawn(kind: ServiceKind, liveness: ekyc_liveness::LivenessConfig) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds a free port");
     let addr = listener.local_addr().expect("bound address");
     let (stop, rx) = oneshot::channel::<()>();
@@ -129,9 +138,7 @@ pub async fn spawn_backend(kind: ServiceKind, redis_url: Option<String>) -> Runn
     let task = tokio::spawn(async move {
         let r = match kind {
             ServiceKind::Liveness => {
-                ekyc_liveness::serve(VisionConfig::default(), liveness_config(redis_url), 32 << 20, listener, shutdown)
-                    .await
-                    .map_err(|e| e.to_string())
+                ekyc_liveness::serve(VisionConfig::default(), liveness, 32 << 20, listener, shutdown).await.map_err(|e| e.to_string())
             }
             ServiceKind::Document => ekyc_document::serve(VisionConfig::default(), Default::default(), 32 << 20, listener, shutdown)
                 .await

@@ -116,6 +116,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make an API key for the orchestrator: prints the key (give it to the back end that
+    /// calls; it is shown once) and the `[[orchestrator.api_keys]]` entry that admits it
+    /// (salted hash only).
+    ApiKey {
+        /// Who will hold the key (in logs and metrics).
+        #[arg(long)]
+        name: String,
+        /// A policy the key may start sessions under; repeat for several; none: every policy.
+        #[arg(long = "policy", value_name = "POLICY")]
+        policies: Vec<String>,
+    },
     /// Signed evidence records.
     Evidence {
         #[command(subcommand)]
@@ -190,6 +201,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { service } => serve::serve(&settings, service),
         Command::Evidence { what: EvidenceCommand::Verify { file, key, json } } => evidence::verify(&file, key.as_deref(), json),
         Command::Health { wait } => health::health(&settings, wait),
+        Command::ApiKey { name, policies } => {
+            let key = ekyc_orchestrator::auth::new_api_key()?;
+            let entry = ekyc_orchestrator::auth::ApiKeyConfig::for_secret(&name, &key, policies)?;
+            entry.validate().map_err(anyhow::Error::msg)?;
+            eprintln!("API key for {name} (shown once; the server keeps only its salted hash):");
+            println!("{key}");
+            eprintln!("\nAdd to the orchestrator's settings:\n");
+            eprintln!("[[orchestrator.api_keys]]\n{}", toml::to_string(&entry)?);
+            Ok(())
+        }
         Command::Verify {
             server,
             api_key_file,
