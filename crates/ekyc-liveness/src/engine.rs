@@ -114,8 +114,8 @@ impl Engine {
                 k
             }
         };
-        let store: Arc<dyn ChallengeStore> = match &cfg.redis_url {
-            Some(url) => Arc::new(RedisStore::new(url, Duration::from_millis(cfg.redis_timeout_ms))?),
+        let store: Arc<dyn ChallengeStore> = match cfg.redis() {
+            Some(redis) => Arc::new(RedisStore::connect(&redis)?),
             None => Arc::new(MemoryStore::default()),
         };
         let load = |e: VisionError| LivenessError::Internal(format!("loading models: {e}"));

@@ -4,7 +4,9 @@
 //! RESOURCE_EXHAUSTED, with backoff, within the same deadline), each backend has its own
 //! concurrency limit, and the W3C trace context of the current span travels in the metadata.
 //! Channels connect lazily and reconnect by themselves: a backend that is down when the
-//! orchestrator starts is simply unavailable until it comes up.
+//! orchestrator starts is simply unavailable until it comes up. `https://` endpoints speak
+//! TLS verified against `backends.<name>.tls.ca_file`, presenting this orchestrator's client
+//! certificate when one is configured (the backends' mutual TLS).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -103,8 +105,13 @@ pub struct Backends {
 }
 
 fn channel(name: &str, cfg: &BackendConfig) -> Result<Svc, OrchestratorError> {
-    let endpoint = Endpoint::from_shared(cfg.endpoint.clone())
-        .map_err(|e| OrchestratorError::Config(format!("backends.{name}.endpoint {:?}: {e}", cfg.endpoint)))?
+    let mut endpoint = Endpoint::from_shared(cfg.endpoint.clone())
+        .map_err(|e| OrchestratorError::Config(format!("backends.{name}.endpoint {:?}: {e}", cfg.endpoint)))?;
+    // https:// with the configured CA (and client certificate: mutual TLS); http:// plain.
+    if let Some(tls) = cfg.tls.load().map_err(|e| OrchestratorError::Config(format!("backends.{name}.tls: {e}")))? {
+        endpoint = endpoint.tls_config(tls).map_err(|e| OrchestratorError::Config(format!("backends.{name}.tls: {e}")))?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(20))

@@ -24,6 +24,9 @@ pub struct BackendConfig {
     pub max_concurrency: usize,
     /// Extra attempts of idempotent calls that failed UNAVAILABLE or RESOURCE_EXHAUSTED.
     pub retries: u32,
+    /// TLS of an `https://` endpoint: the CA, this client's certificate (mutual TLS) and
+    /// the server name to verify. Required for `https://`, refused for `http://`.
+    pub tls: ekyc_runtime::tls::ClientTlsSettings,
 }
 
 impl BackendConfig {
@@ -34,6 +37,7 @@ impl BackendConfig {
             connect_timeout_ms: 1_000,
             max_concurrency: 16,
             retries: 2,
+            tls: ekyc_runtime::tls::ClientTlsSettings::default(),
         }
     }
 }
@@ -68,6 +72,10 @@ pub struct OrchestratorConfig {
     pub redis_url: Option<String>,
     /// Timeout of one Redis command, in milliseconds.
     pub redis_timeout_ms: u64,
+    /// File holding the Redis password (`AUTH`), read at start; never put it in the URL.
+    pub redis_password_file: Option<PathBuf>,
+    /// PEM CA certificate(s) of a `rediss://` Redis with a private CA.
+    pub redis_ca_file: Option<PathBuf>,
     /// Key encrypting the embeddings a session keeps (AES-256-GCM), 32 bytes hex; or a file
     /// holding it. Unset: read from (or created in) `keys_dir`.
     pub session_key: Option<String>,
@@ -101,6 +109,8 @@ impl Default for OrchestratorConfig {
             backends: Backends::default(),
             redis_url: None,
             redis_timeout_ms: 1000,
+            redis_password_file: None,
+            redis_ca_file: None,
             session_key: None,
             session_key_file: None,
             evidence_key_file: None,
@@ -117,6 +127,17 @@ impl Default for OrchestratorConfig {
 }
 
 impl OrchestratorConfig {
+    /// How to reach the session Redis, when one is configured.
+    pub fn redis(&self) -> Option<ekyc_runtime::redis::RedisSettings> {
+        self.redis_url.as_ref().map(|url| ekyc_runtime::redis::RedisSettings {
+            url: url.clone(),
+            password_file: self.redis_password_file.clone(),
+            ca_file: self.redis_ca_file.clone(),
+            timeout: std::time::Duration::from_millis(self.redis_timeout_ms),
+            store: "session store",
+        })
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !self.policies.contains_key(&self.default_policy) {
             return Err(format!("default_policy {:?} is not among the policies", self.default_policy));
@@ -137,6 +158,10 @@ impl OrchestratorConfig {
             if b.timeout_ms == 0 || b.max_concurrency == 0 || b.connect_timeout_ms == 0 {
                 return Err(format!("backends.{name}: timeout_ms, connect_timeout_ms and max_concurrency must be at least 1"));
             }
+            b.tls.validate(&format!("backends.{name}"), &b.endpoint)?;
+        }
+        if self.redis_url.is_none() && (self.redis_password_file.is_some() || self.redis_ca_file.is_some()) {
+            return Err("redis_password_file and redis_ca_file need redis_url".into());
         }
         if self.max_frames_per_step == 0 || self.max_in_flight == 0 {
             return Err("max_frames_per_step and max_in_flight must be at least 1".into());

@@ -8,7 +8,7 @@
 //! first compares faces (idempotent, so an unreachable facematch leaves the session open for
 //! a retry), then claims the session, then consumes the liveness challenge.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use ekyc_evidence::EvidenceKey;
 use ekyc_proto::v1::{
@@ -75,10 +75,8 @@ struct MeasuredDocument {
 impl Engine {
     pub fn new(cfg: OrchestratorConfig, keys: Keys, max_message_bytes: usize) -> Result<Engine> {
         cfg.validate().map_err(OrchestratorError::Config)?;
-        let store = match &cfg.redis_url {
-            Some(url) => {
-                Store::redis(url, Duration::from_millis(cfg.redis_timeout_ms)).map_err(|e| OrchestratorError::Config(e.to_string()))?
-            }
+        let store = match cfg.redis() {
+            Some(redis) => Store::redis_with(&redis).map_err(|e| OrchestratorError::Config(e.to_string()))?,
             None => Store::memory(),
         };
         let trust = TrustStore::load(&cfg.signature).map_err(|e| OrchestratorError::Config(format!("signature trust anchors: {e}")))?;
