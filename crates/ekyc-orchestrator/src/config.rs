@@ -170,3 +170,35 @@ impl OrchestratorConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_backends_need_a_ca_and_http_stays_plain() {
+        OrchestratorConfig::default().validate().expect("plain loopback defaults");
+        let mut cfg = OrchestratorConfig::default();
+        cfg.backends.facematch.endpoint = "https://facematch:50054".into();
+        let e = cfg.validate().expect_err("https:// without a CA");
+        assert!(e.contains("backends.facematch") && e.contains("ca_file"), "{e}");
+        cfg.backends.facematch.tls.ca_file = Some("/etc/ekyc/client-tls/ca.crt".into());
+        cfg.validate().expect("https:// with a CA");
+        cfg.backends.facematch.tls.cert_file = Some("/etc/ekyc/client-tls/tls.crt".into());
+        assert!(cfg.validate().is_err(), "a client certificate without its key");
+        cfg.backends.facematch.tls.key_file = Some("/etc/ekyc/client-tls/tls.key".into());
+        cfg.validate().expect("mutual TLS");
+        cfg.backends.facematch.endpoint = "http://facematch:50054".into();
+        assert!(cfg.validate().is_err(), "TLS settings on a plain endpoint");
+    }
+
+    #[test]
+    fn redis_password_file_needs_a_redis() {
+        let cfg = OrchestratorConfig { redis_password_file: Some("/etc/ekyc/redis/password".into()), ..Default::default() };
+        assert!(cfg.validate().is_err());
+        let cfg = OrchestratorConfig { redis_url: Some("redis://redis:6379".into()), ..cfg };
+        cfg.validate().expect("valid");
+        let redis = cfg.redis().expect("a Redis");
+        assert_eq!(redis.password_file.as_deref(), Some(std::path::Path::new("/etc/ekyc/redis/password")));
+    }
+}
