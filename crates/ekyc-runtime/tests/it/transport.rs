@@ -131,6 +131,9 @@ async fn mutual_tls_backend_serves_the_orchestrator_only() {
     let plain = call_plain(s.addr).await.expect_err("plaintext on the TLS port");
     assert_ne!(plain.code(), Code::Ok);
     assert_eq!(s.calls.load(Ordering::SeqCst), 1, "no refused call reached the handler");
+    // Failed handshakes do not stop the server.
+    call_tls(s.addr, &client_tls(pki.ca_file(), Some(&orchestrator))).await.expect("still serving the orchestrator");
+    assert_eq!(s.calls.load(Ordering::SeqCst), 2);
 
     // Kubelet's gRPC probe: plain gRPC, no certificate, on the health port.
     let channel = Endpoint::from_shared(format!("http://{}", s.health)).expect("valid uri").connect().await.expect("health port");
