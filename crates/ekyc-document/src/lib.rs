@@ -41,7 +41,7 @@ pub async fn serve(
     vision: VisionConfig,
     cfg: DocumentConfig,
     max_message_bytes: usize,
-    listener: TcpListener,
+    listener: impl Into<ekyc_runtime::serve::Listener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DocumentError> {
     let cell = Arc::new(OnceLock::new());

@@ -39,7 +39,7 @@ pub async fn serve(
     vision: VisionConfig,
     cfg: FacematchConfig,
     max_message_bytes: usize,
-    listener: TcpListener,
+    listener: impl Into<ekyc_runtime::serve::Listener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), FacematchError> {
     let cell = Arc::new(OnceLock::new());

@@ -14,6 +14,10 @@ pub struct LivenessConfig {
     pub redis_url: Option<String>,
     /// Timeout of one Redis command, in milliseconds; past it the call fails UNAVAILABLE.
     pub redis_timeout_ms: u64,
+    /// File holding the Redis password (`AUTH`), read at start; never put it in the URL.
+    pub redis_password_file: Option<PathBuf>,
+    /// PEM CA certificate(s) of a `rediss://` Redis with a private CA.
+    pub redis_ca_file: Option<PathBuf>,
     /// Key file of the liveness keyring (`ekyc_runtime::seal::Keyring` format: `KID HEXKEY`
     /// a line, current key first, previous keys after it). From it are derived the MAC of
     /// challenge ids, the sealing of stored challenges and of frame attestations, and the
@@ -81,6 +85,8 @@ impl Default for LivenessConfig {
         Self {
             redis_url: None,
             redis_timeout_ms: 1000,
+            redis_password_file: None,
+            redis_ca_file: None,
             keys_file: None,
             ttl_s: 600,
             default_steps: 3,
@@ -106,7 +112,21 @@ impl Default for LivenessConfig {
 }
 
 impl LivenessConfig {
+    /// How to reach the challenge Redis, when one is configured.
+    pub fn redis(&self) -> Option<ekyc_runtime::redis::RedisSettings> {
+        self.redis_url.as_ref().map(|url| ekyc_runtime::redis::RedisSettings {
+            url: url.clone(),
+            password_file: self.redis_password_file.clone(),
+            ca_file: self.redis_ca_file.clone(),
+            timeout: std::time::Duration::from_millis(self.redis_timeout_ms),
+            store: "challenge store",
+        })
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        if self.redis_url.is_none() && (self.redis_password_file.is_some() || self.redis_ca_file.is_some()) {
+            return Err("redis_password_file and redis_ca_file need redis_url".into());
+        }
         if !(2..=5).contains(&self.default_steps) {
             return Err("default_steps must be 2 to 5".into());
         }

@@ -171,12 +171,11 @@ impl Engine {
         if cfg.replay_window_s == 0 {
             tracing::warn!("liveness.replay_window_s is 0: frames from earlier challenges will not be recognised");
         }
-        let timeout = Duration::from_millis(cfg.redis_timeout_ms);
-        let (store, replay): (Arc<dyn ChallengeStore>, ReplayMemory) = match &cfg.redis_url {
-            Some(url) => {
-                let redis = ekyc_runtime::redis::Redis::new(url, timeout)
+        let (store, replay): (Arc<dyn ChallengeStore>, ReplayMemory) = match cfg.redis() {
+            Some(settings) => {
+                let redis = ekyc_runtime::redis::Redis::connect(&settings)
                     .map_err(|e| LivenessError::InvalidArgument(format!("liveness.redis_url: {e}")))?;
-                (Arc::new(RedisStore::new(url, timeout)?), ReplayMemory::redis(redis, Arc::clone(&keys)))
+                (Arc::new(RedisStore::connect(&settings)?), ReplayMemory::redis(redis, Arc::clone(&keys)))
             }
             None => (Arc::new(MemoryStore::new(cfg.memory_capacity)), ReplayMemory::in_process(cfg.replay_capacity, Arc::clone(&keys))),
         };

@@ -43,7 +43,7 @@ pub async fn serve(
     vision: VisionConfig,
     cfg: LivenessConfig,
     max_message_bytes: usize,
-    listener: TcpListener,
+    listener: impl Into<ekyc_runtime::serve::Listener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), LivenessError> {
     let cell = Arc::new(OnceLock::new());

@@ -126,6 +126,11 @@ impl RedisStore {
         Ok(Self { redis: ekyc_runtime::redis::Redis::new(url, timeout).map_err(StoreError::Unavailable)? })
     }
 
+    /// A store on the Redis `settings` describe (password, TLS).
+    pub fn connect(settings: &ekyc_runtime::redis::RedisSettings) -> Result<Self, StoreError> {
+        Ok(Self { redis: ekyc_runtime::redis::Redis::connect(settings).map_err(StoreError::Unavailable)? })
+    }
+
     fn key(nonce: &str) -> String {
         format!("ekyc:liveness:challenge:{nonce}")
     }

@@ -4,7 +4,9 @@
 //! RESOURCE_EXHAUSTED, with backoff, within the same deadline), each backend has its own
 //! concurrency limit, and the W3C trace context of the current span travels in the metadata.
 //! Channels connect lazily and reconnect by themselves: a backend that is down when the
-//! orchestrator starts is simply unavailable until it comes up.
+//! orchestrator starts is simply unavailable until it comes up. `https://` endpoints speak
+//! TLS verified against `backends.<name>.tls.ca_file`, presenting this orchestrator's client
+//! certificate when one is configured (the backends' mutual TLS).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -115,8 +117,13 @@ pub struct Backends {
 }
 
 fn channel(name: &str, cfg: &BackendConfig) -> Result<Svc, OrchestratorError> {
-    let endpoint = Endpoint::from_shared(cfg.endpoint.clone())
-        .map_err(|e| OrchestratorError::Config(format!("backends.{name}.endpoint {:?}: {e}", cfg.endpoint)))?
+    let mut endpoint = Endpoint::from_shared(cfg.endpoint.clone())
+        .map_err(|e| OrchestratorError::Config(format!("backends.{name}.endpoint {:?}: {e}", cfg.endpoint)))?;
+    // https:// with the configured CA (and client certificate: mutual TLS); http:// plain.
+    if let Some(tls) = cfg.tls.load().map_err(|e| OrchestratorError::Config(format!("backends.{name}.tls: {e}")))? {
+        endpoint = endpoint.tls_config(tls).map_err(|e| OrchestratorError::Config(format!("backends.{name}.tls: {e}")))?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(20))
@@ -224,4 +231,77 @@ where
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ekyc_proto::v1::document_server::{Document, DocumentServer};
+    use ekyc_runtime::serve::{Engine, Listener, serve_api};
+    use ekyc_runtime::tls::{ClientTlsSettings, ServerTlsSettings};
+    use ekyc_testkit::tls::TlsPki;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    struct Doc;
+
+    #[tonic::async_trait]
+    impl Document for Doc {
+        async fn extract_portrait(
+            &self,
+            _: tonic::Request<ExtractPortraitRequest>,
+        ) -> Result<tonic::Response<ExtractPortraitResponse>, tonic::Status> {
+            Ok(tonic::Response::new(ExtractPortraitResponse::default()))
+        }
+    }
+
+    /// The orchestrator's own clients, configured as in the cluster (https://, CA, client
+    /// certificate), against a backend with mutual TLS; without the client certificate the
+    /// same backend is unavailable to them.
+    #[tokio::test]
+    async fn backends_call_a_mutual_tls_backend_with_the_client_certificate() {
+        let pki = TlsPki::new("ekyc test services CA");
+        let server = pki.server("document", &["127.0.0.1"]);
+        let client = pki.client("orchestrator", "orchestrator");
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+        let addr = tcp.local_addr().expect("addr");
+        let tls = ServerTlsSettings {
+            cert_file: Some(server.cert_file.clone()),
+            key_file: Some(server.key_file.clone()),
+            client_ca_file: Some(pki.ca_file().to_path_buf()),
+            allowed_client_names: vec!["orchestrator".into()],
+        };
+        let listener = Listener::new(tcp, tls.load().expect("loads"), None);
+        let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let ready = Engine::<(), fn() -> Result<(), String>>::Ready(Arc::new(()));
+            let shutdown = async move {
+                let _ = rx.await;
+            };
+            serve_api(ekyc_runtime::ServiceKind::Document, Arc::default(), ready, DocumentServer::new(Doc), 4, listener, shutdown)
+                .await
+                .expect("serves")
+        });
+
+        let mut cfg = BackendsConfig::default();
+        cfg.document.endpoint = format!("https://{addr}");
+        cfg.document.timeout_ms = 3000;
+        cfg.document.tls = ClientTlsSettings {
+            ca_file: Some(pki.ca_file().to_path_buf()),
+            cert_file: Some(client.cert_file.clone()),
+            key_file: Some(client.key_file.clone()),
+            server_name: None,
+        };
+        let backends = Backends::new(&cfg, 1 << 20).expect("clients");
+        backends.extract_portrait(ExtractPortraitRequest::default()).await.expect("served over mutual TLS");
+
+        cfg.document.tls.cert_file = None;
+        cfg.document.tls.key_file = None;
+        cfg.document.retries = 0;
+        let anonymous = Backends::new(&cfg, 1 << 20).expect("clients");
+        let e = anonymous.extract_portrait(ExtractPortraitRequest::default()).await.expect_err("no client certificate");
+        assert!(e.is_unavailable(), "{e:?}");
+    }
 }

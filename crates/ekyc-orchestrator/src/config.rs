@@ -25,6 +25,9 @@ pub struct BackendConfig {
     pub max_concurrency: usize,
     /// Extra attempts of idempotent calls that failed UNAVAILABLE or RESOURCE_EXHAUSTED.
     pub retries: u32,
+    /// TLS of an `https://` endpoint: the CA, this client's certificate (mutual TLS) and
+    /// the server name to verify. Required for `https://`, refused for `http://`.
+    pub tls: ekyc_runtime::tls::ClientTlsSettings,
 }
 
 impl BackendConfig {
@@ -35,6 +38,7 @@ impl BackendConfig {
             connect_timeout_ms: 1_000,
             max_concurrency: 16,
             retries: 2,
+            tls: ekyc_runtime::tls::ClientTlsSettings::default(),
         }
     }
 }
@@ -69,6 +73,10 @@ pub struct OrchestratorConfig {
     pub redis_url: Option<String>,
     /// Timeout of one Redis command, in milliseconds.
     pub redis_timeout_ms: u64,
+    /// File holding the Redis password (`AUTH`), read at start; never put it in the URL.
+    pub redis_password_file: Option<PathBuf>,
+    /// PEM CA certificate(s) of a `rediss://` Redis with a private CA.
+    pub redis_ca_file: Option<PathBuf>,
     /// The state keys (an `ekyc_runtime::seal` key file: `KID HEXKEY` a line, the first
     /// seals, all open): seal every session record and tag session tokens. Unset: read from
     /// (or created in) `keys_dir/state.keys`.
@@ -111,6 +119,8 @@ impl Default for OrchestratorConfig {
             backends: Backends::default(),
             redis_url: None,
             redis_timeout_ms: 1000,
+            redis_password_file: None,
+            redis_ca_file: None,
             state_keys_file: None,
             api_keys: Vec::new(),
             evidence_key_file: None,
@@ -130,6 +140,17 @@ impl Default for OrchestratorConfig {
 }
 
 impl OrchestratorConfig {
+    /// How to reach the session Redis, when one is configured.
+    pub fn redis(&self) -> Option<ekyc_runtime::redis::RedisSettings> {
+        self.redis_url.as_ref().map(|url| ekyc_runtime::redis::RedisSettings {
+            url: url.clone(),
+            password_file: self.redis_password_file.clone(),
+            ca_file: self.redis_ca_file.clone(),
+            timeout: std::time::Duration::from_millis(self.redis_timeout_ms),
+            store: "session store",
+        })
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !self.policies.contains_key(&self.default_policy) {
             return Err(format!("default_policy {:?} is not among the policies", self.default_policy));
@@ -150,6 +171,10 @@ impl OrchestratorConfig {
             if b.timeout_ms == 0 || b.max_concurrency == 0 || b.connect_timeout_ms == 0 {
                 return Err(format!("backends.{name}: timeout_ms, connect_timeout_ms and max_concurrency must be at least 1"));
             }
+            b.tls.validate(&format!("backends.{name}"), &b.endpoint)?;
+        }
+        if self.redis_url.is_none() && (self.redis_password_file.is_some() || self.redis_ca_file.is_some()) {
+            return Err("redis_password_file and redis_ca_file need redis_url".into());
         }
         if self.max_frames_per_step == 0
             || self.max_in_flight == 0
@@ -174,5 +199,37 @@ impl OrchestratorConfig {
         self.signature.validate().map_err(|e| format!("signature: {e}"))?;
         ekyc_signature::ToBeSigned::validate_issuer(&self.issuer).map_err(|e| format!("issuer: {e}"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_backends_need_a_ca_and_http_stays_plain() {
+        OrchestratorConfig::default().validate().expect("plain loopback defaults");
+        let mut cfg = OrchestratorConfig::default();
+        cfg.backends.facematch.endpoint = "https://facematch:50054".into();
+        let e = cfg.validate().expect_err("https:// without a CA");
+        assert!(e.contains("backends.facematch") && e.contains("ca_file"), "{e}");
+        cfg.backends.facematch.tls.ca_file = Some("/etc/ekyc/client-tls/ca.crt".into());
+        cfg.validate().expect("https:// with a CA");
+        cfg.backends.facematch.tls.cert_file = Some("/etc/ekyc/client-tls/tls.crt".into());
+        assert!(cfg.validate().is_err(), "a client certificate without its key");
+        cfg.backends.facematch.tls.key_file = Some("/etc/ekyc/client-tls/tls.key".into());
+        cfg.validate().expect("mutual TLS");
+        cfg.backends.facematch.endpoint = "http://facematch:50054".into();
+        assert!(cfg.validate().is_err(), "TLS settings on a plain endpoint");
+    }
+
+    #[test]
+    fn redis_password_file_needs_a_redis() {
+        let cfg = OrchestratorConfig { redis_password_file: Some("/etc/ekyc/redis/password".into()), ..Default::default() };
+        assert!(cfg.validate().is_err());
+        let cfg = OrchestratorConfig { redis_url: Some("redis://redis:6379".into()), ..cfg };
+        cfg.validate().expect("valid");
+        let redis = cfg.redis().expect("a Redis");
+        assert_eq!(redis.password_file.as_deref(), Some(std::path::Path::new("/etc/ekyc/redis/password")));
     }
 }

@@ -8,7 +8,6 @@
 //! [`crate::progress`] projects a session for the client.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ekyc_evidence::EvidenceKey;
 use ekyc_proto::v1::{
@@ -48,10 +47,8 @@ pub struct Engine {
 impl Engine {
     pub fn new(cfg: OrchestratorConfig, keys: Keys, max_message_bytes: usize) -> Result<Engine> {
         cfg.validate().map_err(OrchestratorError::Config)?;
-        let store = match &cfg.redis_url {
-            Some(url) => {
-                Store::redis(url, Duration::from_millis(cfg.redis_timeout_ms)).map_err(|e| OrchestratorError::Config(e.to_string()))?
-            }
+        let store = match cfg.redis() {
+            Some(redis) => Store::redis_with(&redis).map_err(|e| OrchestratorError::Config(e.to_string()))?,
             None => Store::memory(cfg.max_sessions_in_memory),
         };
         let trust = TrustStore::load(&cfg.signature).map_err(|e| OrchestratorError::Config(format!("signature trust anchors: {e}")))?;

@@ -39,7 +39,6 @@ use std::sync::{Arc, OnceLock};
 use ekyc_proto::v1::orchestrator_server::OrchestratorServer;
 use ekyc_runtime::ServiceKind;
 use ekyc_runtime::serve::{Engine as ServeEngine, serve_api};
-use tokio::net::TcpListener;
 
 pub use config::OrchestratorConfig;
 pub use engine::Engine;
@@ -49,11 +48,12 @@ pub use keys::Keys;
 /// Which service this crate serves.
 pub const KIND: ServiceKind = ServiceKind::Orchestrator;
 
-/// Serves `engine` on `listener` until `shutdown` completes.
+/// Serves `engine` on `listener` (plain, or TLS with its health port) until `shutdown`
+/// completes.
 pub async fn serve(
     engine: Arc<Engine>,
     max_message_bytes: usize,
-    listener: TcpListener,
+    listener: impl Into<ekyc_runtime::serve::Listener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), OrchestratorError> {
     let cell = Arc::new(OnceLock::new());

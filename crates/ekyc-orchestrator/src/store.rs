@@ -43,6 +43,11 @@ impl Store {
         RedisStore::new(url, timeout).map(Store::Redis)
     }
 
+    /// Sessions in the Redis `settings` describe (password, TLS).
+    pub fn redis_with(settings: &ekyc_runtime::redis::RedisSettings) -> Result<Store, StoreError> {
+        Ok(Store::Redis(RedisStore { redis: ekyc_runtime::redis::Redis::connect(settings).map_err(StoreError::Unavailable)? }))
+    }
+
     /// Stores a new record with revision 1; false when the id exists.
     pub async fn create(&self, id: &str, data: &[u8], purge_at_ms: i64) -> Result<bool, StoreError> {
         match self {

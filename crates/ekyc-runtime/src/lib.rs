@@ -13,6 +13,7 @@ pub mod settings;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 pub mod trace;
 
 pub use settings::{LogSettings, ServerSettings, ServiceKind, SettingsError, load_layered};

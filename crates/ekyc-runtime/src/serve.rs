@@ -1,7 +1,8 @@
 //! The serving scaffold every service uses: standard gRPC health (the empty name is SERVING
 //! while the process runs; the service's own name stays NOT_SERVING until it is ready),
 //! reflection, a trace span per RPC that continues the caller's trace ([`crate::trace`]),
-//! and graceful shutdown on a signal or a future.
+//! and graceful shutdown on a signal or a future. TLS, mutual TLS with the client-name
+//! check, and the plain health port come with the [`Listener`] ([`crate::tls`]).
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -14,6 +15,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::settings::ServiceKind;
+pub use crate::tls::Listener;
 use crate::trace::ServerTraceLayer;
 
 /// Health and reflection for `kind`, ready to serve; the caller adds its own service to
@@ -34,23 +36,55 @@ pub async fn scaffold(kind: ServiceKind) -> Result<(RoutesBuilder, HealthReporte
 }
 
 /// Serves `routes` on `listener` until `shutdown` completes, each RPC in a span that
-/// continues the caller's trace.
-pub async fn run(listener: TcpListener, routes: RoutesBuilder, shutdown: impl Future<Output = ()>) -> Result<(), tonic::transport::Error> {
-    serve_traced(ServerTraceLayer::new(), listener, routes, shutdown).await
+/// continues the caller's trace. A health-only port of the listener serves `health`.
+pub async fn run(
+    listener: impl Into<Listener>,
+    routes: RoutesBuilder,
+    health: &HealthReporter,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    serve_traced(ServerTraceLayer::new(), listener.into(), routes, health, shutdown).await
 }
 
 async fn serve_traced(
     trace: ServerTraceLayer,
-    listener: TcpListener,
+    listener: Listener,
     routes: RoutesBuilder,
+    health: &HealthReporter,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    Server::builder()
-        .tcp_nodelay(true)
+    let Listener { tcp, tls, health: health_port } = listener;
+    let probes = health_port.map(|l| tokio::spawn(serve_health_port(l, health.clone())));
+    let result = secured(tls.as_ref())?
         .layer(trace)
+        .layer(tls.as_ref().map(crate::tls::ServerTls::client_names).unwrap_or_default())
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+        .serve_with_incoming_shutdown(TcpListenerStream::new(tcp), shutdown)
+        .await;
+    if let Some(p) = probes {
+        p.abort();
+    }
+    result
+}
+
+/// A server builder with TLS (and mutual TLS) when `tls` is given.
+fn secured(tls: Option<&crate::tls::ServerTls>) -> Result<Server, tonic::transport::Error> {
+    let builder = Server::builder().tcp_nodelay(true);
+    match tls {
+        Some(tls) => builder.tls_config(tls.config()),
+        None => Ok(builder),
+    }
+}
+
+/// Plain gRPC with only `grpc.health.v1.Health`, for Kubernetes' native gRPC probes (which
+/// speak neither TLS nor client certificates): health says SERVING or not, nothing more.
+async fn serve_health_port(listener: TcpListener, health: HealthReporter) {
+    let service = tonic_health::pb::health_server::HealthServer::new(tonic_health::server::HealthService::from_health_reporter(health));
+    let addr = listener.local_addr().ok();
+    tracing::info!(?addr, "plain health port for probes");
+    if let Err(e) = Server::builder().add_service(service).serve_with_incoming(TcpListenerStream::new(listener)).await {
+        tracing::error!(?addr, error = %e, "health port stopped");
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -86,10 +120,15 @@ pub enum ServeError {
 
 /// Serves health and reflection only, for a service whose API is not implemented yet:
 /// its own name stays NOT_SERVING.
-pub async fn serve_health_only(kind: ServiceKind, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
-    let (routes, _health) = scaffold(kind).await?;
-    tracing::info!(service = kind.name(), addr = ?listener.local_addr().ok(), "serving health and reflection only");
-    serve_traced(ServerTraceLayer::for_service(kind), listener, routes, shutdown).await?;
+pub async fn serve_health_only(
+    kind: ServiceKind,
+    listener: impl Into<Listener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let listener = listener.into();
+    let (routes, health) = scaffold(kind).await?;
+    tracing::info!(service = kind.name(), addr = ?listener.tcp.local_addr().ok(), "serving health and reflection only");
+    serve_traced(ServerTraceLayer::for_service(kind), listener, routes, &health, shutdown).await?;
     Ok(())
 }
 
@@ -126,7 +165,7 @@ pub async fn serve_api<E, L, LE, S>(
     engine: Engine<E, L>,
     api: S,
     max_in_flight: usize,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError>
 where
@@ -141,7 +180,9 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    let listener = listener.into();
     let (mut routes, health) = scaffold(kind).await?;
+    let probes = health.clone();
     let loader = match engine {
         Engine::Ready(e) => {
             let _ = cell.set(e);
@@ -161,8 +202,8 @@ where
         })),
     };
     routes.add_service(crate::admission::Admission::new(api, max_in_flight));
-    tracing::info!(service = kind.name(), addr = ?listener.local_addr().ok(), "listening");
-    let result = serve_traced(ServerTraceLayer::for_service(kind), listener, routes, shutdown).await;
+    tracing::info!(service = kind.name(), addr = ?listener.tcp.local_addr().ok(), tls = ?listener.tls, "listening");
+    let result = serve_traced(ServerTraceLayer::for_service(kind), listener, routes, &probes, shutdown).await;
     if let Some(l) = loader {
         l.abort();
     }

@@ -74,6 +74,11 @@ pub struct ServerSettings {
     pub max_message_bytes: usize,
     /// Port of the Prometheus `/metrics` listener (`ekyc serve`); 0 turns it off.
     pub metrics_port: u16,
+    /// Port of a plain gRPC listener serving only `grpc.health.v1.Health`, for Kubernetes'
+    /// native gRPC probes when the service port speaks TLS; 0 turns it off.
+    pub health_port: u16,
+    /// TLS of the gRPC ports served by this process ([`crate::tls`]).
+    pub tls: crate::tls::ServerTlsSettings,
 }
 
 impl Default for ServerSettings {
@@ -86,6 +91,8 @@ impl Default for ServerSettings {
             facematch_port: 50054,
             max_message_bytes: 32 * 1024 * 1024,
             metrics_port: 9090,
+            health_port: 0,
+            tls: crate::tls::ServerTlsSettings::default(),
         }
     }
 }
@@ -98,6 +105,7 @@ impl ServerSettings {
         for kind in ServiceKind::ALL {
             self.addr(kind)?;
         }
+        self.tls.validate().map_err(SettingsError::Invalid)?;
         Ok(())
     }
 
@@ -108,6 +116,17 @@ impl ServerSettings {
             ServiceKind::Document => self.document_port,
             ServiceKind::Facematch => self.facematch_port,
         }
+    }
+
+    /// Address of the plain health-only port, when one is configured.
+    pub fn health_addr(&self) -> Result<Option<SocketAddr>, SettingsError> {
+        if self.health_port == 0 {
+            return Ok(None);
+        }
+        format!("{}:{}", self.host, self.health_port)
+            .parse()
+            .map(Some)
+            .map_err(|e| SettingsError::Invalid(format!("server.host `{}`: {e}", self.host)))
     }
 
     pub fn addr(&self, kind: ServiceKind) -> Result<SocketAddr, SettingsError> {
@@ -210,6 +229,10 @@ mod tests {
         assert_eq!(s.server.facematch_port, 6000);
         assert!(s.log.json);
         assert_eq!(s.server.liveness_port, ServerSettings::default().liveness_port);
+        std::fs::write(&file, "[server.tls]\ncert_file = \"/tls/tls.crt\"\nkey_file = \"/tls/tls.key\"\n").expect("write");
+        let (s, _): (Demo, _) = load_layered(Some(&file)).expect("loads");
+        assert_eq!(s.server.tls.cert_file.as_deref(), Some(Path::new("/tls/tls.crt")));
+        s.server.validate().expect("server TLS without client CA");
         std::fs::write(&file, "[server]\nno_such_key = 1\n").expect("write");
         assert!(load_layered::<Demo>(Some(&file)).is_err(), "unknown keys are refused");
         let _ = std::fs::remove_dir_all(&dir);

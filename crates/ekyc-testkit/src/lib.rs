@@ -9,3 +9,4 @@ pub mod headturn;
 pub mod idcard;
 pub mod pki;
 pub mod redis_server;
+pub mod tls;

@@ -1,4 +1,9 @@
 //! `ekyc serve`: all four services in one process on their configured ports, or one.
+//!
+//! `[server.tls]` secures the port of the one service a process runs (with `--only`, as in
+//! Kubernetes), or the orchestrator's public port when all four run together: then the
+//! orchestrator calls the other three in plain gRPC over loopback, and with TLS on their
+//! ports are bound to loopback only. `server.health_port` serves plain health for probes.
 
 use anyhow::{Context, Result};
 use ekyc_runtime::{ServiceKind, serve::shutdown_signal};
@@ -24,9 +29,24 @@ pub fn serve(settings: &Settings, only: Option<ServiceKind>) -> Result<()> {
             if kinds.contains(&ServiceKind::Orchestrator) { Some(orchestrator_engine(settings, only.is_none())?) } else { None };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
+        let tls = settings.server.tls.load().context("server.tls")?;
+        let mut health_port = match settings.server.health_addr()? {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding the health port to {addr}"))?),
+            None => None,
+        };
         for kind in kinds {
-            let addr = settings.server.addr(kind)?;
-            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {} to {addr}", kind.name()))?;
+            let mut addr = settings.server.addr(kind)?;
+            // The port that faces callers: the one service of this process, or the orchestrator.
+            let public = only.is_some() || kind == ServiceKind::Orchestrator;
+            if !public && tls.is_some() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let tcp = TcpListener::bind(addr).await.with_context(|| format!("binding {} to {addr}", kind.name()))?;
+            let listener = if public {
+                ekyc_runtime::serve::Listener::new(tcp, tls.clone(), health_port.take())
+            } else {
+                ekyc_runtime::serve::Listener::from(tcp)
+            };
             let mut stop = stop_rx.clone();
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
@@ -55,7 +75,7 @@ pub fn serve(settings: &Settings, only: Option<ServiceKind>) -> Result<()> {
                 };
                 r.with_context(|| kind.name())
             });
-            eprintln!("{} listening on {addr}", kind.name());
+            eprintln!("{} listening on {addr}{}", kind.name(), if public && tls.is_some() { " (TLS)" } else { "" });
         }
         tokio::select! {
             () = shutdown_signal() => {}
@@ -79,7 +99,8 @@ fn orchestrator_engine(settings: &Settings, all_in_one: bool) -> Result<std::syn
     if all_in_one {
         let local = |kind: ServiceKind| -> Result<String> {
             let mut addr = settings.server.addr(kind)?;
-            if addr.ip().is_unspecified() {
+            // With TLS on, `serve` binds the backends to loopback only.
+            if addr.ip().is_unspecified() || settings.server.tls.enabled() {
                 addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
             Ok(format!("http://{addr}"))
@@ -87,6 +108,10 @@ fn orchestrator_engine(settings: &Settings, all_in_one: bool) -> Result<std::syn
         cfg.backends.liveness.endpoint = local(ServiceKind::Liveness)?;
         cfg.backends.document.endpoint = local(ServiceKind::Document)?;
         cfg.backends.facematch.endpoint = local(ServiceKind::Facematch)?;
+        // Loopback inside one process: plain gRPC.
+        for b in [&mut cfg.backends.liveness, &mut cfg.backends.document, &mut cfg.backends.facematch] {
+            b.tls = Default::default();
+        }
     }
     let (keys, notes) = ekyc_orchestrator::Keys::resolve(&cfg)?;
     for n in notes.0 {

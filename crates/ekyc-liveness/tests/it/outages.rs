@@ -1,5 +1,5 @@
-//! Redis stopped mid-test: calls fail UNAVAILABLE with a clear message, never a pass; the
-//! service recovers when Redis returns.
+//! Redis stopped mid-test: calls fail UNAVAILABLE with a message naming the store (not the
+//! Redis URL), never a pass; the service recovers when Redis returns.
 
 use std::time::Duration;
 
@@ -17,7 +17,9 @@ async fn redis_down_is_unavailable_never_a_pass_and_the_service_recovers() {
     server.redis.stop();
     let e = client.create_challenge(pb::CreateChallengeRequest::default()).await.expect_err("no store");
     assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
-    assert!(e.message().contains("redis"), "{}", e.message());
+    // Says which store and a correlation id for the server's log; never the Redis URL.
+    assert!(e.message().contains("challenge store unavailable (ref "), "{}", e.message());
+    assert!(!e.message().contains(&server.redis.url()) && !e.message().contains(&server.redis.port().to_string()), "{}", e.message());
     let e = client
         .verify_challenge(pb::VerifyChallengeRequest {
             challenge_id: c.challenge_id.clone(),
@@ -45,4 +47,21 @@ async fn redis_down_is_unavailable_never_a_pass_and_the_service_recovers() {
     let c = recovered.expect("the service recovered once Redis returned");
     let r = crate::common::verify(&mut client, &c, good_frames(&c, "obama_1.jpg")).await;
     assert!(r.passed, "{:#?}", r.reasons);
+}
+
+/// Redis with `requirepass`: the service reaches it with `redis_password_file` (the
+/// password never in the URL).
+#[tokio::test]
+async fn redis_with_a_password_works_with_the_password_file() {
+    let password = "liveness-test-password-0815";
+    let redis = ekyc_testkit::redis_server::RedisServer::start_with(&["--requirepass", password]);
+    let file = std::env::temp_dir().join(format!("ekyc-liveness-redis-password-{}", std::process::id()));
+    std::fs::write(&file, format!("{password}\n")).expect("write the password file");
+    let with = file.clone();
+    let server = Server::start_with(redis, move |c| ekyc_liveness::LivenessConfig { redis_password_file: Some(with), ..c }).await;
+    let mut client = server.client().await;
+    let c = create(&mut client, 2).await;
+    let r = crate::common::verify(&mut client, &c, good_frames(&c, "obama_1.jpg")).await;
+    assert!(r.passed, "{:#?}", r.reasons);
+    let _ = std::fs::remove_file(&file);
 }
