@@ -296,6 +296,10 @@ fn analyse_frame(p: &FacePipeline, frame: &Frame) -> Result<FrameAnalysis, Liven
     let mut out = FrameAnalysis { sha256: hex::encode(Sha256::digest(&frame.bytes)), ..Default::default() };
     let mut img = match p.decode(&frame.bytes) {
         Ok(img) => img,
+        // The process's decode budget had no room: the frame is fine, the server is busy.
+        Err(VisionError::Decode(e @ ekyc_vision::DecodeError::Overloaded(_))) => {
+            return Err(LivenessError::Busy(format!("{}: {e}", e.reason_code())));
+        }
         Err(VisionError::Decode(e)) => {
             out.corrupt = Some(e.to_string());
             return Ok(out);
