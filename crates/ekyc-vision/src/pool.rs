@@ -142,12 +142,12 @@ impl<S: Send + 'static> InferencePool<S> {
                     };
                     let Ok(job) = job else { return }; // every sender dropped: shut down
                     let Some(s) = state.as_mut() else { return };
-                    if job(s) {
-                        if let Some(r) = &restart {
-                            // Let go of the sessions the panic may have broken before making new ones.
-                            drop(state.take());
-                            state = Some(counters.restart(r, &thread, Duration::from_secs(1)));
-                        }
+                    if job(s)
+                        && let Some(r) = &restart
+                    {
+                        // Let go of the sessions the panic may have broken before making new ones.
+                        drop(state.take());
+                        state = Some(counters.restart(r, &thread, Duration::from_secs(1)));
                     }
                 }
             })?;
