@@ -48,16 +48,18 @@ pub async fn serve(
     let api = api(Arc::clone(&cell), max_message_bytes);
     let max_in_flight = cfg.max_in_flight;
     let load = move || Engine::start(&vision, &cfg);
-    serve_api_with(KIND, cell, ServeEngine::Load(load), api, max_in_flight, options(limits_with(max_message_bytes)), listener, shutdown)
-        .await?;
+    serve_api_with(
+        KIND,
+        cell,
+        ServeEngine::Load(load),
+        api,
+        max_in_flight,
+        options(ekyc_runtime::serve::limits_for(max_message_bytes)),
+        listener,
+        shutdown,
+    )
+    .await?;
     Ok(())
-}
-
-/// The process's server limits, with this service's message size.
-fn limits_with(max_message_bytes: usize) -> ServeLimits {
-    let mut limits = ekyc_runtime::serve::limits();
-    limits.receive.max_message_bytes = max_message_bytes;
-    limits
 }
 
 fn options(limits: ServeLimits) -> ApiOptions<Engine> {
@@ -71,7 +73,7 @@ pub async fn serve_engine(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), FacematchError> {
-    serve_engine_with(engine, limits_with(max_message_bytes), listener, shutdown).await
+    serve_engine_with(engine, ekyc_runtime::serve::limits_for(max_message_bytes), listener, shutdown).await
 }
 
 /// [`serve_engine`] under explicit server limits (receive deadline, call timeout, ...).

@@ -72,6 +72,14 @@ pub fn limits() -> ServeLimits {
     LIMITS.get().copied().unwrap_or_default()
 }
 
+/// The installed limits with one service's own message size (the body bound of
+/// [`crate::admission`] follows the API's `max_decoding_message_size`).
+pub fn limits_for(max_message_bytes: usize) -> ServeLimits {
+    let mut l = limits();
+    l.receive.max_message_bytes = max_message_bytes;
+    l
+}
+
 /// Health and reflection for `kind`, ready to serve; the caller adds its own service to
 /// `routes` and flips readiness through the returned reporter.
 pub async fn scaffold(kind: ServiceKind) -> Result<(RoutesBuilder, HealthReporter), tonic_reflection::server::Error> {
