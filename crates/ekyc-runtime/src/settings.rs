@@ -102,7 +102,7 @@ impl Default for ServerSettings {
             metrics_port: 9090,
             receive_timeout_ms: 10_000,
             call_timeout_ms: 60_000,
-            max_concurrent_streams: 64,
+            max_concurrent_streams: 200,
             keepalive_interval_ms: 30_000,
             keepalive_timeout_ms: 10_000,
         }
@@ -240,6 +240,15 @@ mod tests {
         std::fs::write(&file, "[server]\nno_such_key = 1\n").expect("write");
         assert!(load_layered::<Demo>(Some(&file)).is_err(), "unknown keys are refused");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn server_limits_are_validated() {
+        ServerSettings::default().validate().expect("the defaults are valid");
+        let receive_after_call = ServerSettings { receive_timeout_ms: 70_000, call_timeout_ms: 60_000, ..Default::default() };
+        assert!(receive_after_call.validate().is_err(), "a body may not have longer than the whole call");
+        assert!(ServerSettings { receive_timeout_ms: 0, ..Default::default() }.validate().is_err());
+        assert!(ServerSettings { max_concurrent_streams: 0, ..Default::default() }.validate().is_err());
     }
 
     #[test]
