@@ -2,6 +2,7 @@
 //! on a bounded pool of worker threads, each owning its own face models; a full queue is
 //! refused at once, and work for a caller that went away is dropped before it starts.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -44,14 +45,28 @@ impl Engine {
         cfg.validate().map_err(|e| DocumentError::InvalidArgument(format!("document settings: {e}")))?;
         let load = |e: VisionError| DocumentError::Internal(format!("loading models: {e}"));
         let worker_vision = VisionConfig { intra_threads: 1, ..vision.clone() };
+        let make_worker = move || -> Result<FacePipeline, VisionError> {
+            let p = FacePipeline::new(worker_vision.clone())?;
+            p.warm_up()?;
+            Ok(p)
+        };
         let mut pipelines = Vec::new();
         for _ in 0..cfg.worker_threads() {
-            let p = FacePipeline::new(worker_vision.clone()).map_err(load)?;
-            p.warm_up().map_err(load)?;
-            pipelines.push(p);
+            pipelines.push(make_worker().map_err(load)?);
         }
-        let workers = InferencePool::new(pipelines, cfg.worker_queue, "document-worker")?;
+        // A worker whose job panics is restarted with fresh sessions (health NOT_SERVING meanwhile).
+        let restart = ekyc_vision::pool::Restart {
+            service: "document",
+            role: "worker",
+            make: Arc::new(move || make_worker().map_err(|e| e.to_string())),
+        };
+        let workers = InferencePool::restarting(pipelines, cfg.worker_queue, "document-worker", restart)?;
         Ok(Engine { cfg: cfg.clone(), vision: vision.clone(), workers, photos: AtomicU64::new(0) })
+    }
+
+    /// False while a worker that panicked is being restarted; health follows it.
+    pub fn usable(&self) -> bool {
+        self.workers.usable()
     }
 
     pub fn config(&self) -> &DocumentConfig {

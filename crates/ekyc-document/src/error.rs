@@ -28,6 +28,10 @@ impl DocumentError {
     /// The error for image `field` that could not be used.
     pub fn image(field: &str, e: VisionError) -> Self {
         match e {
+            // The process's decode budget had no room: the image is fine, the server is busy.
+            VisionError::Decode(d @ ekyc_vision::DecodeError::Overloaded(_)) => {
+                DocumentError::Busy(format!("{}: {field}: {d}", d.reason_code()))
+            }
             VisionError::Decode(d) => DocumentError::InvalidArgument(format!("{}: {field}: {d}", d.reason_code())),
             other => DocumentError::Internal(format!("{field}: {other}")),
         }

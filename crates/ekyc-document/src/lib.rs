@@ -23,7 +23,7 @@ use std::sync::{Arc, OnceLock};
 
 use ekyc_proto::v1::document_server::DocumentServer;
 use ekyc_runtime::ServiceKind;
-use ekyc_runtime::serve::{Engine as ServeEngine, serve_api};
+use ekyc_runtime::serve::{ApiOptions, Engine as ServeEngine, limits_for, serve_api_with};
 use ekyc_vision::VisionConfig;
 use tokio::net::TcpListener;
 
@@ -48,7 +48,8 @@ pub async fn serve(
     let api = api(Arc::clone(&cell), max_message_bytes);
     let max_in_flight = cfg.max_in_flight;
     let load = move || Engine::start(&vision, &cfg);
-    serve_api(KIND, cell, ServeEngine::Load(load), api, max_in_flight, listener, shutdown).await?;
+    let options = ApiOptions { limits: limits_for(max_message_bytes), usable: Some(Engine::usable) };
+    serve_api_with(KIND, cell, ServeEngine::Load(load), api, max_in_flight, options, listener, shutdown).await?;
     Ok(())
 }
 
@@ -62,7 +63,8 @@ pub async fn serve_engine(
     let cell = Arc::new(OnceLock::new());
     let api = api(Arc::clone(&cell), max_message_bytes);
     let max_in_flight = engine.config().max_in_flight;
-    serve_api(KIND, cell, ServeEngine::ready(engine), api, max_in_flight, listener, shutdown).await?;
+    let options = ApiOptions { limits: limits_for(max_message_bytes), usable: Some(Engine::usable) };
+    serve_api_with(KIND, cell, ServeEngine::ready(engine), api, max_in_flight, options, listener, shutdown).await?;
     Ok(())
 }
 

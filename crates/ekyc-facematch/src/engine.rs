@@ -2,12 +2,16 @@
 //! landmarked and aligned on a bounded pool of worker threads (each owning its detector and
 //! landmark sessions); crops then go to the batching embedder. Every queue is bounded and a
 //! full one is refused at once; work for a caller that went away is dropped before
-//! inference.
+//! inference. Decoding reserves from the process-wide decode budget, and the decoded image
+//! holds its share until the worker is done with it.
+//!
+//! A worker or embedder thread that panics answers its call INTERNAL, is restarted with
+//! fresh sessions and counted; [`Engine::usable`] is false meanwhile (health NOT_SERVING).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ekyc_vision::pool::{InferencePool, PoolError};
+use ekyc_vision::pool::{InferencePool, PoolError, Restart};
 use ekyc_vision::{Face, FacePipeline, ImageMeta, VisionConfig, VisionError};
 use sha2::{Digest, Sha256};
 
@@ -85,6 +89,21 @@ pub struct Engine {
     calibration: Option<Calibration>,
     dimension: usize,
     images: std::sync::atomic::AtomicU64,
+    /// Test-only fault injection: the next worker job panics.
+    #[cfg(feature = "fault-injection")]
+    panic_next_worker: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Test-only: how much longer a restart takes with fault injection compiled in.
+#[cfg(feature = "fault-injection")]
+pub const INJECTED_RESTART_DELAY: Duration = Duration::from_millis(600);
+
+/// Which thread [`Engine::inject_panic`] makes panic.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Worker,
+    Embedder,
 }
 
 impl Engine {
@@ -98,24 +117,70 @@ impl Engine {
             None => None,
         };
         let worker_cfg = VisionConfig { intra_threads: cfg.worker_intra_threads, ..vision.clone() };
+        let make_worker = move || -> Result<FacePipeline, VisionError> {
+            let p = FacePipeline::without_embedder(worker_cfg.clone())?;
+            p.warm_up()?;
+            Ok(p)
+        };
         let mut pipelines = Vec::new();
         for _ in 0..cfg.worker_threads() {
-            let p = FacePipeline::without_embedder(worker_cfg.clone()).map_err(load)?;
-            p.warm_up().map_err(load)?;
-            pipelines.push(p);
+            pipelines.push(make_worker().map_err(load)?);
         }
         let embed_cfg = VisionConfig { intra_threads: cfg.embed_intra_threads, ..vision.clone() };
+        let make_embedder = move || -> Result<(ekyc_vision::models::Embedder, usize), VisionError> {
+            let e = FacePipeline::open_embedder(&embed_cfg)?;
+            let probe = ekyc_vision::imgops::FloatImage::zeros(embed_cfg.embedder.input.size, embed_cfg.embedder.input.size);
+            let dimension = e.embed(&[probe])?.first().map_or(0, Vec::len);
+            Ok((e, dimension))
+        };
         let mut embedders = Vec::new();
         let mut dimension = 0;
         for _ in 0..cfg.embed_sessions {
-            let e = FacePipeline::open_embedder(&embed_cfg).map_err(load)?;
-            let probe = ekyc_vision::imgops::FloatImage::zeros(embed_cfg.embedder.input.size, embed_cfg.embedder.input.size);
-            dimension = e.embed(&[probe]).map_err(load)?.first().map_or(0, Vec::len);
+            let (e, d) = make_embedder().map_err(load)?;
+            dimension = d;
             embedders.push(e);
         }
-        let workers = InferencePool::new(pipelines, cfg.worker_queue, "facematch-worker")?;
-        let batcher = Batcher::start(embedders, cfg.max_batch, Duration::from_millis(cfg.max_batch_wait_ms), cfg.embed_queue)?;
-        Ok(Engine { cfg: cfg.clone(), vision: vision.clone(), workers, batcher, calibration, dimension, images: Default::default() })
+        let worker_restart =
+            Restart { service: "facematch", role: "worker", make: std::sync::Arc::new(move || make_worker().map_err(|e| e.to_string())) };
+        let embedder_restart = Restart {
+            service: "facematch",
+            role: "embedder",
+            make: std::sync::Arc::new(move || make_embedder().map(|(e, _)| e).map_err(|e| e.to_string())),
+        };
+        let workers = InferencePool::restarting(pipelines, cfg.worker_queue, "facematch-worker", worker_restart)?;
+        let batcher =
+            Batcher::start(embedders, cfg.max_batch, Duration::from_millis(cfg.max_batch_wait_ms), cfg.embed_queue, embedder_restart)?;
+        Ok(Engine {
+            cfg: cfg.clone(),
+            vision: vision.clone(),
+            workers,
+            batcher,
+            calibration,
+            dimension,
+            images: Default::default(),
+            #[cfg(feature = "fault-injection")]
+            panic_next_worker: Default::default(),
+        })
+    }
+
+    /// Whether every model thread has its sessions: false while one that panicked is being
+    /// restarted. Health follows it.
+    pub fn usable(&self) -> bool {
+        self.workers.usable() && self.batcher.usable()
+    }
+
+    /// Model threads restarted after a panic so far: (workers, embedders).
+    pub fn restarts(&self) -> (u64, u64) {
+        (self.workers.restarts(), self.batcher.restarts())
+    }
+
+    /// Test-only: the next job of `role` panics, for real, on its model thread.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_panic(&self, role: Role) {
+        match role {
+            Role::Worker => self.panic_next_worker.store(true, Ordering::SeqCst),
+            Role::Embedder => self.batcher.inject_panic(),
+        }
     }
 
     pub fn config(&self) -> &FacematchConfig {
@@ -149,15 +214,22 @@ impl Engine {
     /// Analyses one encoded image. `field` names it in error messages (e.g. `images[2]`).
     pub async fn embed_image(&self, field: &str, bytes: Vec<u8>, opts: EmbedOptions) -> Result<ImageResult, FacematchError> {
         let submitted = Instant::now();
+        #[cfg(feature = "fault-injection")]
+        let inject = std::sync::Arc::clone(&self.panic_next_worker);
         let prepared = self
             .workers
             .run(move |p: &mut FacePipeline| {
+                #[cfg(feature = "fault-injection")]
+                if inject.swap(false, Ordering::SeqCst) {
+                    panic!("injected worker panic (fault-injection feature)");
+                }
                 let _span = tracing::info_span!("facematch.prepare", bytes = bytes.len()).entered();
                 let started = Instant::now();
                 let sha256 = hex::encode(Sha256::digest(&bytes));
-                let (img, meta) = p.decode_with_meta(&bytes)?;
+                // Holds its share of the decode budget until the faces are prepared.
+                let img = p.decode_reserved(&bytes)?;
                 let faces = p.prepare(&img, opts.largest_only)?;
-                Ok::<_, VisionError>((started, started.elapsed(), img.width(), img.height(), meta, sha256, faces))
+                Ok::<_, VisionError>((started, started.elapsed(), img.width(), img.height(), img.meta, sha256, faces))
             })
             .await
             .map_err(|e| match e {
@@ -191,7 +263,7 @@ impl Engine {
         for (i, rx) in pending {
             let embedded = rx
                 .await
-                .map_err(|_| FacematchError::Unavailable("the embedder has shut down".into()))?
+                .map_err(|_| FacematchError::Internal(format!("{field}: the embedder stopped before answering")))?
                 .map_err(|e| FacematchError::Internal(format!("{field}: embedding failed: {e}")))?;
             longest_wait = longest_wait.max(embedded.queue);
             slowest_batch = slowest_batch.max(embedded.inference);

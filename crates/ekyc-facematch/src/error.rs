@@ -28,6 +28,9 @@ impl FacematchError {
     /// The error for image `field` (e.g. `images[3]`) that could not be used.
     pub fn image(field: &str, e: VisionError) -> Self {
         match e {
+            VisionError::Decode(d @ ekyc_vision::DecodeError::Overloaded(_)) => {
+                FacematchError::Busy(format!("{}: {field}: {d}", d.reason_code()))
+            }
             VisionError::Decode(d) => FacematchError::InvalidArgument(format!("{}: {field}: {d}", d.reason_code())),
             other => FacematchError::Internal(format!("{field}: {other}")),
         }

@@ -182,19 +182,33 @@ impl Engine {
         let load = |e: VisionError| LivenessError::Internal(format!("loading models: {e}"));
         let threads = if cfg.workers > 0 { cfg.workers } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) };
         let worker_vision = VisionConfig { intra_threads: 1, ..vision.clone() };
+        let make_worker = move || -> Result<FacePipeline, VisionError> {
+            let p = FacePipeline::new(worker_vision.clone())?;
+            p.warm_up()?;
+            Ok(p)
+        };
         let mut pipelines = Vec::new();
         for _ in 0..threads {
-            let p = FacePipeline::new(worker_vision.clone()).map_err(load)?;
-            p.warm_up().map_err(load)?;
-            pipelines.push(p);
+            pipelines.push(make_worker().map_err(load)?);
         }
-        let workers = InferencePool::new(pipelines, cfg.worker_queue, "liveness-worker")?;
+        // A worker whose job panics is restarted with fresh sessions (health NOT_SERVING meanwhile).
+        let restart = ekyc_vision::pool::Restart {
+            service: "liveness",
+            role: "worker",
+            make: Arc::new(move || make_worker().map_err(|e| e.to_string())),
+        };
+        let workers = InferencePool::restarting(pipelines, cfg.worker_queue, "liveness-worker", restart)?;
         Ok(Engine { cfg: cfg.clone(), vision: vision.clone(), keys, store, replay, workers, frames_analysed: Arc::default() })
     }
 
     /// Frames the workers have analysed (for tests: refused challenges cost no image work).
     pub fn frames_analysed(&self) -> u64 {
         self.frames_analysed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// False while a worker that panicked is being restarted; health follows it.
+    pub fn usable(&self) -> bool {
+        self.workers.usable()
     }
 
     pub fn config(&self) -> &LivenessConfig {
@@ -443,6 +457,10 @@ fn analyse_frame(p: &FacePipeline, frame: &Frame) -> Result<FrameAnalysis, Liven
     let mut out = FrameAnalysis { sha256: hex::encode(Sha256::digest(&frame.bytes)), ..Default::default() };
     let mut img = match p.decode(&frame.bytes) {
         Ok(img) => img,
+        // The process's decode budget had no room: the frame is fine, the server is busy.
+        Err(VisionError::Decode(e @ ekyc_vision::DecodeError::Overloaded(_))) => {
+            return Err(LivenessError::Busy(format!("{}: {e}", e.reason_code())));
+        }
         Err(VisionError::Decode(e)) => {
             out.corrupt = Some(e.to_string());
             return Ok(out);

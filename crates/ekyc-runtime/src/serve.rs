@@ -3,9 +3,15 @@
 //! reflection, a trace span per RPC that continues the caller's trace ([`crate::trace`]),
 //! and graceful shutdown on a signal or a future. TLS, mutual TLS with the client-name
 //! check, and the plain health port come with the [`Listener`] ([`crate::tls`]).
+//!
+//! Every server gets the same HTTP/2 bounds ([`ServeLimits`], from `[server]`): a deadline
+//! on the whole call, keepalive pings that close dead connections, and a cap on concurrent
+//! streams per connection. API services are also wrapped in [`crate::admission`]: bodies
+//! received in full within `server.receive_timeout_ms` before a permit is taken.
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -17,6 +23,64 @@ use tonic_health::server::HealthReporter;
 use crate::settings::ServiceKind;
 pub use crate::tls::Listener;
 use crate::trace::ServerTraceLayer;
+
+/// The server-side bounds every ekyc server applies (see `[server]` in the settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Body size and receive deadline, checked before admission.
+    pub receive: crate::admission::ReceiveLimits,
+    /// Longest a whole call may run (`Server::timeout`); a client's shorter `grpc-timeout`
+    /// still wins.
+    pub call_timeout: Duration,
+    /// Most concurrent streams (calls) per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 keepalive ping interval (None: off) and how long to wait for its answer.
+    pub keepalive_interval: Option<Duration>,
+    pub keepalive_timeout: Duration,
+}
+
+impl ServeLimits {
+    pub fn from_settings(s: &crate::settings::ServerSettings) -> Self {
+        Self {
+            receive: crate::admission::ReceiveLimits {
+                timeout: Duration::from_millis(s.receive_timeout_ms),
+                max_message_bytes: s.max_message_bytes,
+            },
+            call_timeout: Duration::from_millis(s.call_timeout_ms),
+            max_concurrent_streams: s.max_concurrent_streams,
+            keepalive_interval: (s.keepalive_interval_ms > 0).then(|| Duration::from_millis(s.keepalive_interval_ms)),
+            keepalive_timeout: Duration::from_millis(s.keepalive_timeout_ms),
+        }
+    }
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self::from_settings(&crate::settings::ServerSettings::default())
+    }
+}
+
+static LIMITS: OnceLock<ServeLimits> = OnceLock::new();
+
+/// Sets the limits of every server this process starts afterwards through [`serve_api`],
+/// [`run`] and [`serve_health_only`] (`ekyc serve` calls it once with `[server]`). The first
+/// call wins; without one, the defaults apply.
+pub fn install_limits(limits: ServeLimits) -> bool {
+    LIMITS.set(limits).is_ok()
+}
+
+/// The limits installed by [`install_limits`], or the defaults.
+pub fn limits() -> ServeLimits {
+    LIMITS.get().copied().unwrap_or_default()
+}
+
+/// The installed limits with one service's own message size (the body bound of
+/// [`crate::admission`] follows the API's `max_decoding_message_size`).
+pub fn limits_for(max_message_bytes: usize) -> ServeLimits {
+    let mut l = limits();
+    l.receive.max_message_bytes = max_message_bytes;
+    l
+}
 
 /// Health and reflection for `kind`, ready to serve; the caller adds its own service to
 /// `routes` and flips readiness through the returned reporter.
@@ -43,11 +107,12 @@ pub async fn run(
     health: &HealthReporter,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    serve_traced(ServerTraceLayer::new(), listener.into(), routes, health, shutdown).await
+    serve_traced(ServerTraceLayer::new(), &limits(), listener.into(), routes, health, shutdown).await
 }
 
 async fn serve_traced(
     trace: ServerTraceLayer,
+    limits: &ServeLimits,
     listener: Listener,
     routes: RoutesBuilder,
     health: &HealthReporter,
@@ -56,6 +121,10 @@ async fn serve_traced(
     let Listener { tcp, tls, health: health_port } = listener;
     let probes = health_port.map(|l| tokio::spawn(serve_health_port(l, health.clone())));
     let result = secured(tls.as_ref())?
+        .timeout(limits.call_timeout)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_keepalive_interval(limits.keepalive_interval)
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .layer(trace)
         .layer(tls.as_ref().map(crate::tls::ServerTls::client_names).unwrap_or_default())
         .add_routes(routes.routes())
@@ -116,6 +185,10 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The engine could not be loaded: the process should end (non-zero) so that its
+    /// supervisor restarts it, rather than answer "still loading" forever.
+    #[error("cannot start: {0}")]
+    Load(String),
 }
 
 /// Serves health and reflection only, for a service whose API is not implemented yet:
@@ -128,7 +201,7 @@ pub async fn serve_health_only(
     let listener = listener.into();
     let (routes, health) = scaffold(kind).await?;
     tracing::info!(service = kind.name(), addr = ?listener.tcp.local_addr().ok(), "serving health and reflection only");
-    serve_traced(ServerTraceLayer::for_service(kind), listener, routes, &health, shutdown).await?;
+    serve_traced(ServerTraceLayer::for_service(kind), &limits(), listener, routes, &health, shutdown).await?;
     Ok(())
 }
 
@@ -156,9 +229,33 @@ impl<E, L> std::fmt::Debug for Engine<E, L> {
     }
 }
 
+/// How [`serve_api_with`] serves an API besides the defaults of [`serve_api`].
+pub struct ApiOptions<E> {
+    pub limits: ServeLimits,
+    /// Whether the loaded engine can answer now (for example false while a crashed model
+    /// thread restarts); health follows it, checked every [`USABLE_POLL`].
+    pub usable: Option<fn(&E) -> bool>,
+}
+
+impl<E> Default for ApiOptions<E> {
+    fn default() -> Self {
+        Self { limits: limits(), usable: None }
+    }
+}
+
+impl<E> std::fmt::Debug for ApiOptions<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiOptions").field("limits", &self.limits).field("usable", &self.usable.is_some()).finish()
+    }
+}
+
+/// How often [`ApiOptions::usable`] is checked.
+pub const USABLE_POLL: Duration = Duration::from_millis(100);
+
 /// Serves a model-backed API: health and reflection at once, the service's own health name
 /// NOT_SERVING until its engine is loaded and warm (calls meanwhile see an empty `cell`),
-/// the API behind an admission limit of `max_in_flight`, until `shutdown` completes.
+/// the API behind an admission limit of `max_in_flight`, until `shutdown` completes. An
+/// engine that cannot load ends serving with [`ServeError::Load`].
 pub async fn serve_api<E, L, LE, S>(
     kind: ServiceKind,
     cell: Arc<OnceLock<Arc<E>>>,
@@ -180,32 +277,77 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    serve_api_with(kind, cell, engine, api, max_in_flight, ApiOptions::default(), listener, shutdown).await
+}
+
+/// [`serve_api`] with explicit limits and a health check of the loaded engine.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_api_with<E, L, LE, S>(
+    kind: ServiceKind,
+    cell: Arc<OnceLock<Arc<E>>>,
+    engine: Engine<E, L>,
+    api: S,
+    max_in_flight: usize,
+    options: ApiOptions<E>,
+    listener: impl Into<Listener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError>
+where
+    E: Send + Sync + 'static,
+    L: FnOnce() -> Result<E, LE> + Send + 'static,
+    LE: std::fmt::Display + Send + 'static,
+    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>, Error = std::convert::Infallible>
+        + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let listener = listener.into();
     let (mut routes, health) = scaffold(kind).await?;
     let probes = health.clone();
-    let loader = match engine {
-        Engine::Ready(e) => {
-            let _ = cell.set(e);
-            health.set_service_status(kind.grpc_name(), ServingStatus::Serving).await;
-            None
-        }
-        Engine::Load(load) => Some(tokio::spawn(async move {
-            match tokio::task::spawn_blocking(load).await {
+    let ApiOptions { limits, usable } = options;
+    // Ends with the reason the engine cannot be used; pending while it serves.
+    let lifecycle = async move {
+        let engine = match engine {
+            Engine::Ready(e) => e,
+            Engine::Load(load) => match tokio::task::spawn_blocking(load).await {
                 Ok(Ok(e)) => {
-                    let _ = cell.set(Arc::new(e));
-                    health.set_service_status(kind.grpc_name(), ServingStatus::Serving).await;
                     tracing::info!(service = kind.name(), "models loaded and warm: serving");
+                    Arc::new(e)
                 }
-                Ok(Err(e)) => tracing::error!(service = kind.name(), error = %e, "cannot start; staying NOT_SERVING"),
-                Err(e) => tracing::error!(service = kind.name(), error = %e, "start-up panicked; staying NOT_SERVING"),
+                Ok(Err(e)) => {
+                    tracing::error!(service = kind.name(), error = %e, "cannot start");
+                    return ServeError::Load(e.to_string());
+                }
+                Err(e) => {
+                    tracing::error!(service = kind.name(), error = %e, "start-up panicked");
+                    return ServeError::Load(format!("start-up panicked: {e}"));
+                }
+            },
+        };
+        let _ = cell.set(Arc::clone(&engine));
+        health.set_service_status(kind.grpc_name(), ServingStatus::Serving).await;
+        let Some(usable) = usable else { return std::future::pending().await };
+        let mut serving = true;
+        let mut tick = tokio::time::interval(USABLE_POLL);
+        loop {
+            tick.tick().await;
+            let now = usable(&engine);
+            if now != serving {
+                serving = now;
+                let status = if now { ServingStatus::Serving } else { ServingStatus::NotServing };
+                tracing::warn!(service = kind.name(), serving = now, "engine usability changed");
+                health.set_service_status(kind.grpc_name(), status).await;
             }
-        })),
+        }
     };
-    routes.add_service(crate::admission::Admission::new(api, max_in_flight));
+    routes.add_service(crate::admission::Admission::with_receive(api, max_in_flight, limits.receive));
     tracing::info!(service = kind.name(), addr = ?listener.tcp.local_addr().ok(), tls = ?listener.tls, "listening");
-    let result = serve_traced(ServerTraceLayer::for_service(kind), listener, routes, &probes, shutdown).await;
-    if let Some(l) = loader {
-        l.abort();
+    let server = serve_traced(ServerTraceLayer::for_service(kind), &limits, listener, routes, &probes, shutdown);
+    tokio::select! {
+        result = server => Ok(result?),
+        failed = lifecycle => Err(failed),
     }
-    Ok(result?)
 }

@@ -79,6 +79,20 @@ pub struct ServerSettings {
     pub health_port: u16,
     /// TLS of the gRPC ports served by this process ([`crate::tls`]).
     pub tls: crate::tls::ServerTlsSettings,
+    /// Time a request's whole body has to arrive in, in milliseconds, counted from its
+    /// headers; a body not in by then is answered DEADLINE_EXCEEDED (reason
+    /// REQUEST_TIMEOUT). The admission permit is taken only once the body is in, so slow
+    /// uploads cannot hold a service's slots.
+    pub receive_timeout_ms: u64,
+    /// Longest a whole call may take (receive, queue and work), in milliseconds; the
+    /// server ends it with a deadline error after that even if the client set no deadline.
+    pub call_timeout_ms: u64,
+    /// Most concurrent HTTP/2 streams (calls) one connection may open.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 keepalive: ping an idle connection this often, in milliseconds (0: never),
+    /// and close it when the ping is not answered within `keepalive_timeout_ms`.
+    pub keepalive_interval_ms: u64,
+    pub keepalive_timeout_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -93,6 +107,11 @@ impl Default for ServerSettings {
             metrics_port: 9090,
             health_port: 0,
             tls: crate::tls::ServerTlsSettings::default(),
+            receive_timeout_ms: 10_000,
+            call_timeout_ms: 60_000,
+            max_concurrent_streams: 200,
+            keepalive_interval_ms: 30_000,
+            keepalive_timeout_ms: 10_000,
         }
     }
 }
@@ -101,6 +120,14 @@ impl ServerSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         if self.max_message_bytes < 1024 {
             return Err(SettingsError::Invalid("server.max_message_bytes must be at least 1024".into()));
+        }
+        if self.receive_timeout_ms == 0 || self.call_timeout_ms == 0 || self.max_concurrent_streams == 0 {
+            return Err(SettingsError::Invalid(
+                "server.receive_timeout_ms, server.call_timeout_ms and server.max_concurrent_streams must be at least 1".into(),
+            ));
+        }
+        if self.receive_timeout_ms > self.call_timeout_ms {
+            return Err(SettingsError::Invalid("server.receive_timeout_ms must not exceed server.call_timeout_ms".into()));
         }
         for kind in ServiceKind::ALL {
             self.addr(kind)?;
@@ -236,6 +263,15 @@ mod tests {
         std::fs::write(&file, "[server]\nno_such_key = 1\n").expect("write");
         assert!(load_layered::<Demo>(Some(&file)).is_err(), "unknown keys are refused");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn server_limits_are_validated() {
+        ServerSettings::default().validate().expect("the defaults are valid");
+        let receive_after_call = ServerSettings { receive_timeout_ms: 70_000, call_timeout_ms: 60_000, ..Default::default() };
+        assert!(receive_after_call.validate().is_err(), "a body may not have longer than the whole call");
+        assert!(ServerSettings { receive_timeout_ms: 0, ..Default::default() }.validate().is_err());
+        assert!(ServerSettings { max_concurrent_streams: 0, ..Default::default() }.validate().is_err());
     }
 
     #[test]

@@ -22,6 +22,14 @@ pub struct VisionConfig {
     pub intra_threads: usize,
     /// Limits on encoded images.
     pub limits: DecodeLimits,
+    /// Bytes of decoded pixels all decoding threads of the process may hold at once (one
+    /// budget per process, shared by every service in it). 256 MiB holds two 40 MP RGB
+    /// images; with the models (about 420 MB for facematch) it keeps a service well inside
+    /// a 1 Gi pod limit whatever its worker count.
+    pub decode_budget_bytes: u64,
+    /// How long a decode waits for room in the budget before it fails RESOURCE_EXHAUSTED
+    /// (reason OVERLOADED), in milliseconds.
+    pub decode_wait_ms: u64,
     pub detector: DetectorConfig,
     pub landmarks: LandmarksConfig,
     pub embedder: EmbedderConfig,
@@ -39,6 +47,8 @@ impl Default for VisionConfig {
             ort_library: None,
             intra_threads: 0,
             limits: DecodeLimits::default(),
+            decode_budget_bytes: 256 << 20,
+            decode_wait_ms: 1_000,
             detector: DetectorConfig::default(),
             landmarks: LandmarksConfig::default(),
             embedder: EmbedderConfig::default(),
@@ -230,6 +240,9 @@ impl VisionConfig {
         }
         if !(0.0..=1.0).contains(&d.score_threshold) || !(0.0..=1.0).contains(&self.landmarks.flag_threshold) {
             return Err("thresholds must lie in [0, 1]".into());
+        }
+        if self.decode_budget_bytes < 1 << 20 {
+            return Err("decode_budget_bytes must be at least 1 MiB".into());
         }
         if self.embedder.margin < 1.0 {
             return Err("embedder.margin must be at least 1".into());

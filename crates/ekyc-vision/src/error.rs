@@ -18,6 +18,9 @@ pub enum DecodeError {
     TooLarge(String),
     #[error("image is too small: {width}x{height} pixels, at least {min}x{min} needed")]
     TooSmall { width: u32, height: u32, min: u32 },
+    /// The process's decode budget had no room in time: not the image's fault; retry.
+    #[error("too many images being decoded: {0}")]
+    Overloaded(String),
 }
 
 impl DecodeError {
@@ -29,6 +32,7 @@ impl DecodeError {
             DecodeError::Truncated(_) | DecodeError::Corrupt(_) => "IMAGE_CORRUPT",
             DecodeError::TooLarge(_) => "IMAGE_TOO_LARGE",
             DecodeError::TooSmall { .. } => "IMAGE_TOO_SMALL",
+            DecodeError::Overloaded(_) => "OVERLOADED",
         }
     }
 }

@@ -2,12 +2,14 @@
 //! photos into faces with boxes, landmarks, head pose, quality and embeddings, using ONNX
 //! models run by ONNX Runtime.
 //!
-//! - [`decode`]: safe decoding with limits checked before decoding.
+//! - [`decode`]: safe decoding with limits checked before decoding; [`budget`]: the
+//!   process-wide budget of decoded bytes that decoding reserves from first.
 //! - [`FacePipeline`]: the models, loaded once and shared across threads.
 //! - [`pose`]: head pose and its sign convention.
 //! - [`metrics`]: verification metrics (ROC AUC, EER, TAR at FAR) for calibration.
 //! - [`pool`]: a bounded pool of inference threads for async callers.
 
+pub mod budget;
 pub mod canonical;
 pub mod config;
 pub mod decode;
@@ -21,9 +23,10 @@ pub mod pool;
 pub mod pose;
 pub mod runtime;
 
+pub use budget::DecodeBudget;
 pub use canonical::CANONICAL_FACE;
 pub use config::VisionConfig;
-pub use decode::{DecodeLimits, ImageMeta, decode, decode_with_meta, probe_dimensions};
+pub use decode::{DecodeLimits, Decoded, ImageMeta, decode, decode_budgeted, decode_with_meta, probe_dimensions};
 pub use error::{DecodeError, Result, VisionError};
 pub use geometry::{BBox, Point};
 pub use models::cosine;

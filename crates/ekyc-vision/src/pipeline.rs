@@ -8,8 +8,9 @@
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+use crate::budget::DecodeBudget;
 use crate::config::VisionConfig;
-use crate::decode::{ImageMeta, decode, decode_with_meta};
+use crate::decode::{Decoded, ImageMeta, decode_budgeted};
 use crate::error::{Result, VisionError};
 use crate::geometry::{BBox, Point};
 use crate::imgops::{FloatImage, laplacian_variance};
@@ -96,6 +97,8 @@ pub struct FacePipeline {
     aligner: Aligner,
     /// Absent in a pipeline built by [`FacePipeline::without_embedder`].
     embedder: Option<Embedder>,
+    /// The process-wide decode budget every decode reserves from.
+    budget: std::sync::Arc<DecodeBudget>,
 }
 
 impl FacePipeline {
@@ -114,7 +117,8 @@ impl FacePipeline {
         let threads = cfg.threads();
         let detector = Detector::open(env, &cfg.detector, &cfg.model_path(&cfg.detector.model), threads)?;
         let landmarker = Landmarker::open(env, &cfg.landmarks, &cfg.model_path(&cfg.landmarks.model), threads)?;
-        Ok(Self { aligner: Aligner::new(&cfg.embedder), cfg, detector, landmarker, embedder: None })
+        let budget = DecodeBudget::process(cfg.decode_budget_bytes, std::time::Duration::from_millis(cfg.decode_wait_ms));
+        Ok(Self { aligner: Aligner::new(&cfg.embedder), cfg, detector, landmarker, embedder: None, budget })
     }
 
     /// A new embedder session as configured (one per embedding thread).
@@ -137,14 +141,27 @@ impl FacePipeline {
         [&self.cfg.detector.model.id, &self.cfg.landmarks.model.id, &self.cfg.embedder.model.id]
     }
 
-    /// Decodes an encoded image under the configured limits.
+    /// Decodes an encoded image under the configured limits and the process's decode
+    /// budget (reserved while decoding; the returned image no longer counts).
     pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage> {
-        Ok(decode(bytes, &self.cfg.limits)?)
+        Ok(self.decode_reserved(bytes)?.image)
     }
 
-    /// Decodes an encoded image under the configured limits, with its format and orientation.
+    /// [`Self::decode`], with the image's format and orientation.
     pub fn decode_with_meta(&self, bytes: &[u8]) -> Result<(RgbImage, ImageMeta)> {
-        Ok(decode_with_meta(bytes, &self.cfg.limits)?)
+        let d = self.decode_reserved(bytes)?;
+        Ok((d.image, d.meta))
+    }
+
+    /// Decodes under the process's decode budget; the result holds its pixels' share of the
+    /// budget until dropped. Blocks up to `decode_wait_ms` for room.
+    pub fn decode_reserved(&self, bytes: &[u8]) -> Result<Decoded> {
+        Ok(decode_budgeted(bytes, &self.cfg.limits, &self.budget)?)
+    }
+
+    /// The decode budget this pipeline reserves from.
+    pub fn decode_budget(&self) -> &std::sync::Arc<DecodeBudget> {
+        &self.budget
     }
 
     /// Runs every model once on synthetic input so the first real request does not pay

@@ -2,14 +2,81 @@
 //! callers: the async runtime never blocks, a full queue is refused at once (so a service
 //! can answer RESOURCE_EXHAUSTED instead of queueing without bound), and work whose caller
 //! has gone away is skipped before it starts.
+//!
+//! A job that panics is answered [`PoolError::Panicked`] (never left hanging). In a pool
+//! made with [`InferencePool::restarting`], the worker then drops its state (the ONNX
+//! sessions the panic may have left broken), makes a fresh one, and counts the restart in
+//! `ekyc_worker_restarts_total{service,role}`; [`InferencePool::usable`] is false meanwhile,
+//! so health can say NOT_SERVING.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use thiserror::Error;
 
-type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
+/// A job; returns true when it panicked.
+type Job<S> = Box<dyn FnOnce(&mut S) -> bool + Send>;
+
+/// How a worker makes a fresh state after a panic, and the labels its restarts are counted
+/// under.
+pub struct Restart<S> {
+    pub service: &'static str,
+    pub role: &'static str,
+    pub make: Arc<dyn Fn() -> Result<S, String> + Send + Sync>,
+}
+
+impl<S> Clone for Restart<S> {
+    fn clone(&self) -> Self {
+        Self { service: self.service, role: self.role, make: Arc::clone(&self.make) }
+    }
+}
+
+/// Workers restarting now and restarts so far, shared by a pool's threads.
+#[derive(Debug, Default)]
+pub struct RestartCounters {
+    restarting: AtomicUsize,
+    restarts: AtomicU64,
+}
+
+impl RestartCounters {
+    /// False while any thread is replacing a state it lost to a panic.
+    pub fn usable(&self) -> bool {
+        self.restarting.load(Ordering::SeqCst) == 0
+    }
+
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::SeqCst)
+    }
+
+    /// Marks one thread restarting, calls `make` until it succeeds (waiting `backoff`
+    /// between failures), counts the restart, and returns the fresh state.
+    pub fn restart<S>(&self, restart: &Restart<S>, thread: &str, backoff: Duration) -> S {
+        self.restarting.fetch_add(1, Ordering::SeqCst);
+        tracing::error!(
+            service = restart.service,
+            role = restart.role,
+            thread,
+            "a model thread panicked: restarting it with fresh sessions"
+        );
+        metrics::counter!("ekyc_worker_restarts_total", "service" => restart.service, "role" => restart.role).increment(1);
+        let state = loop {
+            match (restart.make)() {
+                Ok(s) => break s,
+                Err(e) => {
+                    tracing::error!(service = restart.service, role = restart.role, thread, error = %e, "restart failed; retrying");
+                    std::thread::sleep(backoff);
+                }
+            }
+        };
+        self.restarts.fetch_add(1, Ordering::SeqCst);
+        self.restarting.fetch_sub(1, Ordering::SeqCst);
+        tracing::info!(service = restart.service, role = restart.role, thread, "restarted");
+        state
+    }
+}
 
 /// Why a job did not run to completion.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +95,13 @@ pub struct InferencePool<S> {
     tx: SyncSender<Job<S>>,
     threads: usize,
     skipped: Arc<std::sync::atomic::AtomicU64>,
+    restarts: Arc<RestartCounters>,
+}
+
+impl<S> std::fmt::Debug for Restart<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Restart").field("service", &self.service).field("role", &self.role).finish()
+    }
 }
 
 impl<S> std::fmt::Debug for InferencePool<S> {
@@ -37,27 +111,58 @@ impl<S> std::fmt::Debug for InferencePool<S> {
 }
 
 impl<S: Send + 'static> InferencePool<S> {
-    /// Starts one worker per state, with room for `queue` waiting jobs.
+    /// Starts one worker per state, with room for `queue` waiting jobs. A worker whose job
+    /// panics keeps its state.
     pub fn new(states: Vec<S>, queue: usize, name: &str) -> std::io::Result<Self> {
+        Self::start(states, queue, name, None)
+    }
+
+    /// [`Self::new`], but a worker whose job panicked replaces its state with a fresh one
+    /// from `restart.make` before it takes the next job.
+    pub fn restarting(states: Vec<S>, queue: usize, name: &str, restart: Restart<S>) -> std::io::Result<Self> {
+        Self::start(states, queue, name, Some(restart))
+    }
+
+    fn start(states: Vec<S>, queue: usize, name: &str, restart: Option<Restart<S>>) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel::<Job<S>>(queue);
         let rx = Arc::new(Mutex::new(rx));
         let threads = states.len();
-        for (i, mut state) in states.into_iter().enumerate() {
+        let counters = Arc::new(RestartCounters::default());
+        for (i, state) in states.into_iter().enumerate() {
             let rx: Arc<Mutex<Receiver<Job<S>>>> = Arc::clone(&rx);
-            std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
+            let restart = restart.clone();
+            let counters = Arc::clone(&counters);
+            let thread = format!("{name}-{i}");
+            std::thread::Builder::new().name(thread.clone()).spawn(move || {
+                let mut state = Some(state);
                 loop {
                     let job = match rx.lock() {
                         Ok(guard) => guard.recv(),
                         Err(_) => return,
                     };
-                    match job {
-                        Ok(job) => job(&mut state),
-                        Err(_) => return, // every sender dropped: shut down
+                    let Ok(job) = job else { return }; // every sender dropped: shut down
+                    let Some(s) = state.as_mut() else { return };
+                    if job(s)
+                        && let Some(r) = &restart
+                    {
+                        // Let go of the sessions the panic may have broken before making new ones.
+                        drop(state.take());
+                        state = Some(counters.restart(r, &thread, Duration::from_secs(1)));
                     }
                 }
             })?;
         }
-        Ok(Self { tx, threads, skipped: Arc::default() })
+        Ok(Self { tx, threads, skipped: Arc::default(), restarts: counters })
+    }
+
+    /// False while a worker is replacing a state it lost to a panic.
+    pub fn usable(&self) -> bool {
+        self.restarts.usable()
+    }
+
+    /// Workers restarted after a panic so far.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.restarts()
     }
 
     /// Number of worker threads.
@@ -87,13 +192,15 @@ impl<S: Send + 'static> InferencePool<S> {
         let job: Job<S> = Box::new(move |state: &mut S| {
             if reply.is_closed() {
                 skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return;
+                return false;
             }
             let result = span.in_scope(|| catch_unwind(AssertUnwindSafe(|| f(state)))).map_err(|_| PoolError::Panicked);
             // Let go of the span before replying: the caller may end it as soon as it has
             // the result.
             drop(span);
+            let panicked = result.is_err();
             let _ = reply.send(result);
+            panicked
         });
         self.tx.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => PoolError::Busy,
@@ -168,5 +275,40 @@ mod tests {
         assert_eq!(after, Ok(41));
         assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
         assert_eq!(pool.skipped(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_worker_whose_job_panics_answers_and_restarts_with_a_fresh_state() {
+        let made = Arc::new(AtomicU64::new(0));
+        let m = Arc::clone(&made);
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate_rx));
+        let make = Arc::new(move || {
+            // Hold the restart until the test has seen the pool unusable.
+            let _ = gate.lock().map(|g| g.recv());
+            Ok(100 + m.fetch_add(1, Ordering::SeqCst) as u32)
+        });
+        let pool = InferencePool::restarting(vec![1u32], 4, "test", Restart { service: "test", role: "worker", make }).expect("spawn");
+        assert_eq!(
+            pool.run(|s| {
+                *s += 1;
+                *s
+            })
+            .await,
+            Ok(2)
+        );
+        let answer = pool.run(|_| -> u32 { panic!("injected") }).await;
+        assert_eq!(answer, Err(PoolError::Panicked), "the panicking call is answered, not left hanging");
+        let mut waited = 0;
+        while pool.usable() {
+            assert!(waited < 200, "never marked unusable");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            waited += 1;
+        }
+        gate_tx.send(()).expect("restart waiting");
+        assert_eq!(pool.run(|s| *s).await, Ok(100), "the next job sees the fresh state, not the old one");
+        assert!(pool.usable());
+        assert_eq!(pool.restarts(), 1);
+        assert_eq!(made.load(Ordering::SeqCst), 1);
     }
 }

@@ -4,6 +4,9 @@
 //! Kubernetes), or the orchestrator's public port when all four run together: then the
 //! orchestrator calls the other three in plain gRPC over loopback, and with TLS on their
 //! ports are bound to loopback only. `server.health_port` serves plain health for probes.
+//!
+//! A service whose models cannot load ends the process with a non-zero exit code (all in
+//! one: the whole process), so a supervisor such as Kubernetes restarts it.
 
 use anyhow::{Context, Result};
 use ekyc_runtime::{ServiceKind, serve::shutdown_signal};
@@ -14,6 +17,8 @@ use tokio::net::TcpListener;
 pub fn serve(settings: &Settings, only: Option<ServiceKind>) -> Result<()> {
     let kinds_for_name: Vec<ServiceKind> = only.map_or_else(|| ServiceKind::ALL.to_vec(), |k| vec![k]);
     ekyc_runtime::telemetry::init_for(&settings.log, &ekyc_runtime::telemetry::service_name(&kinds_for_name)).context("telemetry")?;
+    // Every server below receives bodies, times calls and bounds connections as `[server]` says.
+    ekyc_runtime::serve::install_limits(ekyc_runtime::serve::ServeLimits::from_settings(&settings.server));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let result = rt.block_on(async {
         if settings.server.metrics_port != 0 {

@@ -117,3 +117,55 @@ fn serve_refuses_an_unknown_service() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown service `billing`"));
 }
+
+/// Runs `ekyc serve ARGS` with models that cannot load, on free ports; its exit status, or
+/// None when it was still running after a minute (and was killed).
+fn serve_without_models(args: &[&str], name: &str) -> (Option<std::process::ExitStatus>, String) {
+    let tmp = temp_dir(name);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ekyc"))
+        .arg("serve")
+        .args(args)
+        .env("EKYC__VISION__MODELS_DIR", tmp.join("no-models"))
+        .env("EKYC__ORCHESTRATOR__KEYS_DIR", tmp.join("keys"))
+        .env("EKYC__SERVER__METRICS_PORT", "0")
+        .env("EKYC__SERVER__ORCHESTRATOR_PORT", "0")
+        .env("EKYC__SERVER__LIVENESS_PORT", "0")
+        .env("EKYC__SERVER__DOCUMENT_PORT", "0")
+        .env("EKYC__SERVER__FACEMATCH_PORT", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ekyc runs");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("waits") {
+            break Some(s);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    let _ = std::fs::remove_dir_all(tmp);
+    (status, err)
+}
+
+#[test]
+fn serve_exits_non_zero_when_models_cannot_load() {
+    // Kubernetes restarts a container that exits; one that answers "still loading" forever
+    // would never be restarted.
+    let (status, err) = serve_without_models(&["--service", "facematch"], "serve-facematch");
+    let status = status.unwrap_or_else(|| panic!("still serving after a minute; stderr: {err}"));
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("error: facematch") && err.contains("cannot start"), "{err}");
+    let (status, err) = serve_without_models(&[], "serve-all");
+    let status = status.unwrap_or_else(|| panic!("all in one still serving after a minute; stderr: {err}"));
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("cannot start"), "{err}");
+}

@@ -29,6 +29,13 @@ impl Drop for Server {
 
 impl Server {
     pub async fn start(cfg: FacematchConfig) -> Server {
+        let mut limits = ekyc_runtime::serve::ServeLimits::default();
+        limits.receive.max_message_bytes = MAX_MESSAGE;
+        Self::start_with(cfg, limits).await
+    }
+
+    /// A server under explicit limits (receive deadline, ...).
+    pub async fn start_with(cfg: FacematchConfig, limits: ekyc_runtime::serve::ServeLimits) -> Server {
         let engine = tokio::task::spawn_blocking(move || Engine::start(&VisionConfig::default(), &cfg))
             .await
             .expect("loader ran")
@@ -39,7 +46,7 @@ impl Server {
         let (stop, rx) = oneshot::channel::<()>();
         let e = Arc::clone(&engine);
         tokio::spawn(async move {
-            ekyc_facematch::serve_engine(e, MAX_MESSAGE, listener, async {
+            ekyc_facematch::serve_engine_with(e, limits, listener, async {
                 let _ = rx.await;
             })
             .await
@@ -48,8 +55,13 @@ impl Server {
         Server { engine, addr, stop: Some(stop) }
     }
 
+    /// A new connection to the server.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr)).expect("uri").connect().await.expect("connects")
+    }
+
     pub async fn client(&self) -> FaceMatchClient<Channel> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr)).expect("uri").connect().await.expect("connects");
+        let channel = self.channel().await;
         FaceMatchClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20)
     }
 }

@@ -4,4 +4,6 @@ mod common;
 mod embed;
 mod load;
 mod readiness;
+mod recovery;
+mod slow;
 mod trace;

@@ -39,16 +39,23 @@ async fn status(channel: &Channel) -> ServingStatus {
 }
 
 #[tokio::test]
-async fn models_that_cannot_load_keep_the_service_not_serving() {
+async fn models_that_cannot_load_end_serving_with_an_error() {
+    // `ekyc serve --service facematch` turns this error into a non-zero exit, so Kubernetes
+    // restarts the pod instead of it answering "still loading" forever.
     let vision = VisionConfig { models_dir: Some("/nonexistent/models".into()), ..Default::default() };
-    let (channel, _stop) = start(vision).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(status(&channel).await, ServingStatus::NotServing);
-    let err = FaceMatchClient::new(channel.clone()).embed(embed_request(&["obama_1.jpg"])).await.expect_err("not ready");
-    assert_eq!(err.code(), tonic::Code::Unavailable);
-    assert!(err.message().contains("loading"), "{}", err.message());
-    let process = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.expect("answers").into_inner();
-    assert_eq!(process.status(), ServingStatus::Serving, "the process itself is alive");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let served = tokio::time::timeout(
+        Duration::from_secs(60),
+        ekyc_facematch::serve(vision, FacematchConfig::default(), 1 << 20, listener, std::future::pending()),
+    )
+    .await
+    .expect("serving ends instead of waiting forever");
+    match served {
+        Err(ekyc_facematch::FacematchError::Serve(ekyc_runtime::serve::ServeError::Load(m))) => {
+            assert!(m.contains("loading models"), "{m}");
+        }
+        other => panic!("expected a load error, got {other:?}"),
+    }
 }
 
 #[tokio::test]
