@@ -105,8 +105,13 @@ fn load_or_create_dev_key(path: &Path) -> Result<(String, bool), OrchestratorErr
         return Ok((key, false));
     }
     let key = auth::new_api_key()?;
-    ekyc_runtime::seal::write_private(path, &format!("{key}\n"))
-        .map_err(|e| OrchestratorError::Config(format!("writing {}: {e}", path.display())))?;
+    ekyc_runtime::seal::write_private(path, &format!("{key}\n")).map_err(|e| {
+        OrchestratorError::Config(format!(
+            "no orchestrator.api_keys configured, and the development key cannot be written to {}: {e}; configure \
+             [[orchestrator.api_keys]] (`ekyc api-key --name NAME` makes one)",
+            path.display()
+        ))
+    })?;
     Ok((key, true))
 }
 
