@@ -154,9 +154,14 @@ async fn a_session_rewritten_in_redis_is_refused_and_never_decided() {
 /// Why `value` gives away `embedding` or an image, looking into it as raw bytes, as f32
 /// vectors, as text, JSON and base64 at any depth; None when it does not.
 fn leak(value: &[u8], embedding: &[f32], depth: usize) -> Option<String> {
-    const MAGIC: [&[u8]; 3] = [b"\xFF\xD8\xFF", b"\x89PNG", b"WEBPVP8"];
+    // Whole signatures (a JPEG's SOI and first marker), so that sealed random bytes do not
+    // pass for an image by chance.
+    const MAGIC: [&[u8]; 2] = [b"\x89PNG\r\n\x1a\n", b"WEBPVP8"];
     if let Some(m) = MAGIC.iter().find(|m| value.windows(m.len()).any(|w| w == **m)) {
         return Some(format!("image signature {m:?}"));
+    }
+    if value.windows(4).any(|w| w[..3] == [0xFF, 0xD8, 0xFF] && matches!(w[3], 0xE0 | 0xE1 | 0xDB | 0xEE)) {
+        return Some("JPEG signature".into());
     }
     let n = embedding.len();
     for align in 0..4 {
@@ -367,4 +372,33 @@ async fn a_frame_sent_in_an_earlier_session_is_a_replayed_frame() {
     assert!(replayed && !check.step_satisfied, "{check:?}");
     orch.stop().await;
     liveness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_photo_from_an_earlier_session_is_reported() {
+    let b = backends();
+    let cfg = ekyc_orchestrator::OrchestratorConfig { document_replay_window_s: 3600, ..orchestrator_config(b) };
+    let (orch, _) = orchestrator(cfg).await;
+    let mut c = client(&orch).await;
+    // A card photo no other test sends (its own seed).
+    let card = id_card_photo(PERSON_CARD, 4242);
+    let seen = |p: &pb::SessionProgress| {
+        let d = p.kept_document.as_ref().expect("a document check");
+        d.reasons.iter().find(|r| r.code == pb::ReasonCode::DocumentSeenBefore as i32).map(|r| (r.blocking, d.usable))
+    };
+    let first = start(&mut c, "low-risk").await;
+    let p = add_document(&mut c, &first, card.clone()).await;
+    assert_eq!(seen(&p), None, "first time");
+    // Sent again within its own session: a retry, not a replay.
+    let p = add_document(&mut c, &first, card.clone()).await;
+    assert_eq!(seen(&p), None, "same session");
+    let second = start(&mut c, "low-risk").await;
+    let p = add_document(&mut c, &second, card).await;
+    assert_eq!(seen(&p), Some((false, true)), "reported to staff, not blocking: {:?}", p.kept_document);
+    // Only a keyed digest went to Redis: not the photo's plain SHA-256.
+    let sha = p.kept_document.as_ref().expect("check").image_sha256.clone();
+    for (_, v) in everything_in(&b.redis_url).await {
+        assert!(!String::from_utf8_lossy(&v).contains(&sha), "the plain digest is in Redis");
+    }
+    orch.stop().await;
 }

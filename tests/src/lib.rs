@@ -170,9 +170,12 @@ pub async fn wait_ready(r: &Running) {
     panic!("{:?} never became ready", r.kind);
 }
 
-/// Orchestrator settings pointing at `b`, sessions in its Redis, short deadlines.
+/// Orchestrator settings pointing at `b`, sessions in its Redis, short deadlines. The
+/// document replay memory is off: the tests send the same synthesised cards in many
+/// sessions (`trust.rs` turns it on where it is tested).
 pub fn orchestrator_config(b: &Backends) -> ekyc_orchestrator::OrchestratorConfig {
-    let mut cfg = ekyc_orchestrator::OrchestratorConfig { redis_url: Some(b.redis_url.clone()), ..Default::default() };
+    let mut cfg =
+        ekyc_orchestrator::OrchestratorConfig { redis_url: Some(b.redis_url.clone()), document_replay_window_s: 0, ..Default::default() };
     cfg.backends.liveness.endpoint = format!("http://{}", b.liveness);
     cfg.backends.document.endpoint = format!("http://{}", b.document);
     cfg.backends.facematch.endpoint = format!("http://{}", b.facematch);

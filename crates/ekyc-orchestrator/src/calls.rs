@@ -36,6 +36,26 @@ pub(crate) struct MeasuredDocument {
 }
 
 impl Engine {
+    /// Whether this document photo was received in an earlier session (and remembers it
+    /// for this one): a keyed digest, never the photo or its plain hash.
+    async fn document_seen_before(&self, s: &Session, bytes: &[u8]) -> Result<bool> {
+        if self.cfg.document_replay_window_s == 0 {
+            return Ok(false);
+        }
+        let keys = self.sessions.keys();
+        let digest = keys.digest("document-bytes", bytes);
+        let owner = keys.digest("document-owner", s.id.as_bytes());
+        let window = std::time::Duration::from_secs(self.cfg.document_replay_window_s);
+        match self.replay.check_and_remember(&[digest], &owner, window).await {
+            Ok(seen) => Ok(seen.is_some()),
+            Err(e) => {
+                let reference = crate::error::correlation_id();
+                tracing::warn!(reference = %reference, error = %e, "replay memory unavailable");
+                Err(OrchestratorError::Unavailable(format!("BACKEND_UNAVAILABLE: the replay memory is unavailable (ref {reference})")))
+            }
+        }
+    }
+
     pub(crate) async fn measure_frame(&self, s: &Session, frame: Frame) -> Result<MeasuredFrame> {
         let challenge = s.challenge();
         let step_index = frame.step_index;
@@ -65,8 +85,9 @@ impl Engine {
         Ok(MeasuredFrame { step_index, check, attestation: resp.attestation, embedding: resp.embedding, sha256 })
     }
 
-    pub(crate) async fn measure_document(&self, image: ekyc_proto::v1::Image, type_hint: i32) -> Result<MeasuredDocument> {
+    pub(crate) async fn measure_document(&self, s: &Session, image: ekyc_proto::v1::Image, type_hint: i32) -> Result<MeasuredDocument> {
         let sha256 = hex::encode(Sha256::digest(&image.data));
+        let seen_before = self.document_seen_before(s, &image.data).await?;
         let resp = self
             .backends
             .extract_portrait(ExtractPortraitRequest { image: Some(image), return_rectified_document: false, type_hint })
@@ -76,7 +97,7 @@ impl Engine {
         let embedding = portrait_face.as_mut().and_then(|f| f.embedding.take());
         let blocking = resp.reasons.iter().any(|r| r.blocking);
         let usable = resp.found_document && resp.found_portrait && !blocking && embedding.is_some();
-        let check = DocumentCheck {
+        let mut check = DocumentCheck {
             found_document: resp.found_document,
             found_portrait: resp.found_portrait,
             usable,
@@ -86,6 +107,13 @@ impl Engine {
             image_sha256: sha256,
             reasons: resp.reasons,
         };
+        if seen_before {
+            check.reasons.push(reason(
+                ReasonCode::DocumentSeenBefore,
+                "this document photo (the same bytes) was received in an earlier session",
+                false,
+            ));
+        }
         Ok(MeasuredDocument { check, embedding, models: resp.models })
     }
 

@@ -103,6 +103,12 @@ pub struct OrchestratorConfig {
     pub max_signatures_per_session: u32,
     /// Sessions the in-process store holds at most (without `redis_url`).
     pub max_sessions_in_memory: usize,
+    /// How long a keyed digest (HMAC-SHA-256 under the state keys) of every document photo
+    /// is remembered, in seconds (30 days; 0: off), so that the same photo in a later
+    /// session is reported (DOCUMENT_SEEN_BEFORE, a warning). In Redis with `redis_url`,
+    /// else in this process (at most `replay_capacity` digests).
+    pub document_replay_window_s: u64,
+    pub replay_capacity: usize,
     /// Calls in flight (admission limit).
     pub max_in_flight: usize,
     /// Policy used when a session names none.
@@ -131,6 +137,8 @@ impl Default for OrchestratorConfig {
             max_documents_per_session: 5,
             max_signatures_per_session: 5,
             max_sessions_in_memory: 100_000,
+            document_replay_window_s: 30 * 24 * 3600,
+            replay_capacity: 1_000_000,
             max_in_flight: 64,
             default_policy: "low-risk".into(),
             policies: crate::policy::builtin(),
@@ -181,9 +189,10 @@ impl OrchestratorConfig {
             || self.max_documents_per_session == 0
             || self.max_signatures_per_session == 0
             || self.max_sessions_in_memory == 0
+            || self.replay_capacity == 0
         {
             return Err(
-                "max_frames_per_step, max_documents_per_session, max_signatures_per_session, max_sessions_in_memory and max_in_flight \
+                "max_frames_per_step, max_documents_per_session, max_signatures_per_session, max_sessions_in_memory, replay_capacity and max_in_flight \
                  must be at least 1"
                     .into(),
             );

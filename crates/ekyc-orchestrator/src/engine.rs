@@ -18,6 +18,8 @@ use ekyc_proto::v1::{
 use ekyc_signature::TrustStore;
 use prost::Message;
 
+use ekyc_runtime::replay::ReplayMemory;
+
 use crate::auth::{Auth, Caller};
 use crate::clients::Backends;
 use crate::config::OrchestratorConfig;
@@ -42,20 +44,28 @@ pub struct Engine {
     pub(crate) evidence_key: EvidenceKey,
     pub(crate) trust: Arc<TrustStore>,
     pub(crate) auth: Auth,
+    /// Keyed digests of the document photos of earlier sessions.
+    pub(crate) replay: ReplayMemory,
 }
 
 impl Engine {
     pub fn new(cfg: OrchestratorConfig, keys: Keys, max_message_bytes: usize) -> Result<Engine> {
         cfg.validate().map_err(OrchestratorError::Config)?;
-        let store = match cfg.redis() {
-            Some(redis) => Store::redis_with(&redis).map_err(|e| OrchestratorError::Config(e.to_string()))?,
-            None => Store::memory(cfg.max_sessions_in_memory),
+        let keys_state = Arc::new(keys.state);
+        let (store, replay) = match cfg.redis() {
+            Some(redis) => {
+                let client = ekyc_runtime::redis::Redis::connect(&redis).map_err(OrchestratorError::Config)?;
+                let store = Store::redis_with(&redis).map_err(|e| OrchestratorError::Config(e.to_string()))?;
+                (store, ReplayMemory::redis(client, Arc::clone(&keys_state)))
+            }
+            None => (Store::memory(cfg.max_sessions_in_memory), ReplayMemory::in_process(cfg.replay_capacity, Arc::clone(&keys_state))),
         };
         let trust = TrustStore::load(&cfg.signature).map_err(|e| OrchestratorError::Config(format!("signature trust anchors: {e}")))?;
         Ok(Engine {
             policies: Policies::new(&cfg.policies, &cfg.default_policy),
             backends: Backends::new(&cfg.backends, max_message_bytes)?,
-            sessions: Sessions::new(store, keys.state, cfg.retain_after_expiry_s),
+            sessions: Sessions::new(store, keys_state, cfg.retain_after_expiry_s),
+            replay,
             auth: Auth::new(&keys.api_keys).map_err(OrchestratorError::Config)?,
             evidence_key: keys.evidence_key,
             trust: Arc::new(trust),
@@ -219,7 +229,7 @@ impl Engine {
         if s.documents_received >= max {
             return Err(too_many(max, "document photos"));
         }
-        let measured = self.measure_document(image, req.type_hint).await?;
+        let measured = self.measure_document(&s, image, req.type_hint).await?;
         let (kept, digest) = keep_document(&measured);
         let (s, ()) = self
             .sessions
@@ -330,7 +340,7 @@ impl Engine {
         let frames = futures::future::try_join_all(req.frames.into_iter().map(|f| self.measure_frame(&s, f)));
         let document = async {
             match req.document {
-                Some(img) => self.measure_document(img, req.document_type_hint).await.map(Some),
+                Some(img) => self.measure_document(&s, img, req.document_type_hint).await.map(Some),
                 None => Ok(None),
             }
         };

@@ -8,6 +8,8 @@
 //! Updates are compare-and-set on the revision, so concurrent calls and replicas never lose
 //! each other's evidence.
 
+use std::sync::Arc;
+
 use ekyc_runtime::seal::{Keyring, SealError};
 
 use crate::error::OrchestratorError;
@@ -26,18 +28,18 @@ pub const MAX_ID_BYTES: usize = 128;
 #[derive(Debug)]
 pub struct Sessions {
     store: Store,
-    keys: Keyring,
+    keys: Arc<Keyring>,
     retain_after_expiry_ms: i64,
 }
 
 impl Sessions {
-    pub fn new(store: Store, keys: Keyring, retain_after_expiry_s: u64) -> Sessions {
+    pub fn new(store: Store, keys: Arc<Keyring>, retain_after_expiry_s: u64) -> Sessions {
         let retain_after_expiry_ms = i64::try_from(retain_after_expiry_s.saturating_mul(1000)).unwrap_or(i64::MAX);
         Sessions { store, keys, retain_after_expiry_ms }
     }
 
     /// The state keys (also used for session tokens and keyed digests).
-    pub fn keys(&self) -> &Keyring {
+    pub fn keys(&self) -> &Arc<Keyring> {
         &self.keys
     }
 
