@@ -111,11 +111,12 @@ fn missing_evidence(s: &Session, policy: &Policy, challenge: &Challenge) -> Vec<
             kind: EvidenceKind::Signature as i32,
             step_indexes: vec![],
             required: r.require_signature,
-            message: if r.accept_requires_signature {
-                "sign the session nonce with your certificate (e.g. the My Number card's signing certificate); without it staff must review"
-                    .into()
-            } else {
-                "optionally sign the session nonce with your certificate".into()
+            message: match (r.accept_requires_signature, r.signature_profile.as_deref()) {
+                (true, Some("jpki-user-authentication")) => "sign the session's to_be_signed bytes with your My Number card's \
+                                                             user-authentication certificate; without it staff must review"
+                    .into(),
+                (true, _) => "sign the session's to_be_signed bytes with your certificate; without it staff must review".into(),
+                (false, _) => "optionally sign the session's to_be_signed bytes with your certificate".into(),
             },
         });
     }
