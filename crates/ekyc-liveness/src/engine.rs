@@ -175,7 +175,8 @@ impl Engine {
             Some(settings) => {
                 let redis = ekyc_runtime::redis::Redis::connect(&settings)
                     .map_err(|e| LivenessError::InvalidArgument(format!("liveness.redis_url: {e}")))?;
-                (Arc::new(RedisStore::connect(&settings)?), ReplayMemory::redis(redis, Arc::clone(&keys)))
+                // One client (one connection, one password read) for challenges and replays.
+                (Arc::new(RedisStore::on_redis(redis.clone())), ReplayMemory::redis(redis, Arc::clone(&keys)))
             }
             None => (Arc::new(MemoryStore::new(cfg.memory_capacity)), ReplayMemory::in_process(cfg.replay_capacity, Arc::clone(&keys))),
         };

@@ -126,9 +126,9 @@ impl RedisStore {
         Ok(Self { redis: ekyc_runtime::redis::Redis::new(url, timeout).map_err(StoreError::Unavailable)? })
     }
 
-    /// A store on the Redis `settings` describe (password, TLS).
-    pub fn connect(settings: &ekyc_runtime::redis::RedisSettings) -> Result<Self, StoreError> {
-        Ok(Self { redis: ekyc_runtime::redis::Redis::connect(settings).map_err(StoreError::Unavailable)? })
+    /// A store on a Redis client made already (password, TLS), which others may share.
+    pub fn on_redis(redis: ekyc_runtime::redis::Redis) -> Self {
+        Self { redis }
     }
 
     fn key(nonce: &str) -> String {

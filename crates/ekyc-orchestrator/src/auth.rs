@@ -91,7 +91,8 @@ fn key_hash(salt: &[u8], secret: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn random_bytes(n: usize) -> Result<Vec<u8>> {
+/// `n` bytes from the operating system's RNG.
+pub(crate) fn random_bytes(n: usize) -> Result<Vec<u8>> {
     let mut b = vec![0u8; n];
     getrandom::fill(&mut b).map_err(|e| OrchestratorError::Internal(format!("no randomness: {e}")))?;
     Ok(b)

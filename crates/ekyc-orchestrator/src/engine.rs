@@ -20,7 +20,7 @@ use prost::Message;
 
 use ekyc_runtime::replay::ReplayMemory;
 
-use crate::auth::{Auth, Caller};
+use crate::auth::{Auth, Caller, random_bytes};
 use crate::clients::Backends;
 use crate::config::OrchestratorConfig;
 use crate::error::OrchestratorError;
@@ -54,9 +54,9 @@ impl Engine {
         let keys_state = Arc::new(keys.state);
         let (store, replay) = match cfg.redis() {
             Some(redis) => {
+                // One client (one connection, one password read) for sessions and replays.
                 let client = ekyc_runtime::redis::Redis::connect(&redis).map_err(OrchestratorError::Config)?;
-                let store = Store::redis_with(&redis).map_err(|e| OrchestratorError::Config(e.to_string()))?;
-                (store, ReplayMemory::redis(client, Arc::clone(&keys_state)))
+                (Store::on_redis(client.clone()), ReplayMemory::redis(client, Arc::clone(&keys_state)))
             }
             None => (Store::memory(cfg.max_sessions_in_memory), ReplayMemory::in_process(cfg.replay_capacity, Arc::clone(&keys_state))),
         };
@@ -376,12 +376,6 @@ fn apply_signature(s: &mut Session, check: &SignatureCheck, max: u32) -> Result<
     s.signatures_received += 1;
     s.signature = Some(KeptSignature { check: check.encode_to_vec(), valid: check.valid });
     Ok(())
-}
-
-fn random_bytes(n: usize) -> Result<Vec<u8>> {
-    let mut b = vec![0u8; n];
-    getrandom::fill(&mut b).map_err(|e| OrchestratorError::Internal(format!("no randomness: {e}")))?;
-    Ok(b)
 }
 
 fn random_token(n: usize) -> Result<String> {

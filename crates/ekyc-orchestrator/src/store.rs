@@ -43,9 +43,9 @@ impl Store {
         RedisStore::new(url, timeout).map(Store::Redis)
     }
 
-    /// Sessions in the Redis `settings` describe (password, TLS).
-    pub fn redis_with(settings: &ekyc_runtime::redis::RedisSettings) -> Result<Store, StoreError> {
-        Ok(Store::Redis(RedisStore { redis: ekyc_runtime::redis::Redis::connect(settings).map_err(StoreError::Unavailable)? }))
+    /// Sessions on a Redis client made already (password, TLS), which others may share.
+    pub fn on_redis(redis: ekyc_runtime::redis::Redis) -> Store {
+        Store::Redis(RedisStore { redis })
     }
 
     /// Stores a new record with revision 1; false when the id exists.
