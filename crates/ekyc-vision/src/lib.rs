@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod pool;
 pub mod pose;
 pub mod runtime;
+pub mod stats;
 
 pub use budget::DecodeBudget;
 pub use canonical::CANONICAL_FACE;
