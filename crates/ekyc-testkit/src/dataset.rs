@@ -68,6 +68,34 @@ pub fn photos() -> Vec<Photo> {
     text.lines().skip(1).filter(|l| !l.trim().is_empty()).map(parse_row).collect()
 }
 
+/// The labelled photos of the folder `dir` (its `labels.csv`).
+pub fn photos_in(dir: &std::path::Path) -> std::io::Result<Vec<Photo>> {
+    let text = std::fs::read_to_string(dir.join("labels.csv"))?;
+    Ok(text.lines().skip(1).filter(|l| !l.trim().is_empty()).map(parse_row).collect())
+}
+
+/// Which photos are the same capture: the name of the photo a copy was made from (`notes`
+/// saying "same photo as FILE"), else the file's stem without a resolution suffix (`_720p`).
+/// Copies at other resolutions or formats share a key; distinct captures do not.
+pub fn capture_key(photo: &Photo, all: &[Photo]) -> String {
+    let stem = |file: &str| {
+        let s = file.rsplit_once('.').map_or(file, |(s, _)| s);
+        match s.rsplit_once('_') {
+            Some((head, tail)) if tail.len() > 1 && tail.ends_with('p') && tail[..tail.len() - 1].bytes().all(|b| b.is_ascii_digit()) => {
+                head.to_string()
+            }
+            _ => s.to_string(),
+        }
+    };
+    if let Some(rest) = photo.notes.split("same photo as ").nth(1) {
+        let source = rest.split_whitespace().next().unwrap_or("");
+        if source != photo.file && all.iter().any(|p| p.file == source) {
+            return stem(source);
+        }
+    }
+    stem(&photo.file)
+}
+
 /// The photo named `file`.
 pub fn photo(file: &str) -> Photo {
     photos().into_iter().find(|p| p.file == file).unwrap_or_else(|| panic!("{file} is not in labels.csv"))
@@ -97,5 +125,18 @@ mod tests {
         let q = parse_row("obama_partial_1.jpg,obama,1,face cut by the right image border");
         assert!(!q.is_whole_single_face());
         assert!(FaceCount::AtLeast(2).admits(3) && !FaceCount::Exactly(2).admits(3));
+    }
+
+    #[test]
+    fn copies_share_a_capture_key() {
+        let all = [
+            parse_row("obama_2.jpg,obama,1,"),
+            parse_row("obama_5_1080p.jpg,obama,1,same photo as obama_5_240p/480p/720p at another resolution"),
+            parse_row("obama_5_240p.jpg,obama,1,tiny face"),
+            parse_row("obama_7_rgba32.png,obama,1,same photo as obama_2.jpg saved as 32-bit RGBA PNG"),
+            parse_row("obama_6_small.jpg,obama,1,320x240"),
+        ];
+        let keys: Vec<String> = all.iter().map(|p| capture_key(p, &all)).collect();
+        assert_eq!(keys, ["obama_2", "obama_5", "obama_5", "obama_2", "obama_6_small"]);
     }
 }

@@ -68,7 +68,7 @@ pub const RING_POINTS: usize = 48;
 pub const DEFAULT_CAMERA_DISTANCE: f64 = 3.0;
 
 /// FaceMesh's face outline, in order around the face.
-const FACE_OVAL: [usize; 36] = [
+pub(crate) const FACE_OVAL: [usize; 36] = [
     10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132,
     93, 234, 127, 162, 21, 54, 103, 67, 109,
 ];

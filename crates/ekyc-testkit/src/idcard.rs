@@ -545,7 +545,7 @@ fn lerp3(a: [f32; 3], b: [f32; 3], t: f32) -> [f32; 3] {
 }
 
 /// Lattice value noise in [0, 1), smooth, from a seed.
-fn value_noise(seed: u64, x: f32, y: f32) -> f32 {
+pub(crate) fn value_noise(seed: u64, x: f32, y: f32) -> f32 {
     let (fx, fy) = (x.floor(), y.floor());
     let (ix, iy) = (fx as i64, fy as i64);
     let (tx, ty) = (x - fx, y - fy);
@@ -559,7 +559,7 @@ fn value_noise(seed: u64, x: f32, y: f32) -> f32 {
     a + (b - a) * sy
 }
 
-fn fbm(seed: u64, x: f32, y: f32) -> f32 {
+pub(crate) fn fbm(seed: u64, x: f32, y: f32) -> f32 {
     0.5 * value_noise(seed, x, y) + 0.3 * value_noise(seed ^ 1, 2.03 * x, 2.03 * y) + 0.2 * value_noise(seed ^ 2, 4.1 * x, 4.1 * y)
 }
 
