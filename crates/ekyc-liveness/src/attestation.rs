@@ -1,5 +1,5 @@
 //! Frame attestations: what `CheckFrame` measured on one frame (faces, poses, embedding,
-//! digests, the crop signatures used for replay and mirror checks, and whether the frame
+//! digests, the crop patterns used for replay and mirror checks, and whether the frame
 //! was seen in an earlier challenge), sealed for the liveness service alone. A caller that
 //! receives frames one at a time (a chat bot, the orchestrator) keeps these opaque blobs
 //! instead of the images and hands them to `VerifyChallenge`, which trusts them only when
@@ -8,9 +8,9 @@
 //! Encoding: one [`Keyring::seal`] blob of kind `liveness-attestation`, id the challenge's
 //! nonce, revision 1 (AES-256-GCM, the associated data binding kind and nonce), around a
 //! JSON payload. Whoever holds an attestation without the liveness keyring learns nothing
-//! of the embedding or the crop signature, cannot alter it, and cannot present it for
+//! of the embedding or the crop pattern, cannot alter it, and cannot present it for
 //! another challenge. The embedding travels as little-endian f32 bytes and the crop
-//! signature quantised to i8 (its mirror image is rebuilt from it), which keeps an
+//! crop pattern quantised to i8 (its mirror image is rebuilt from it), which keeps an
 //! attestation near 10 KiB.
 
 use base64::Engine as _;
@@ -35,13 +35,19 @@ struct Payload {
     corrupt: Option<String>,
     faces: Vec<Face>,
     embedding: Option<String>,
-    /// The crop signature; its mirror image is rebuilt on decoding (rows reversed).
-    signature: Option<Quantised>,
+    /// The crop pattern; its mirror image is rebuilt on decoding (rows reversed).
+    crop_pattern: Option<Quantised>,
     /// The frame was seen in an earlier challenge when it was checked.
     replayed: bool,
     /// Its face crop's perceptual hash was seen in an earlier challenge.
     #[serde(default)]
     resembles_earlier: bool,
+    /// What PAD measured (compact numbers, no pixels).
+    #[serde(default)]
+    pad: Option<crate::pad::FrameCues>,
+    /// When the service received the frame, Unix ms (the order of the steps).
+    #[serde(default)]
+    checked_ms: Option<i64>,
 }
 
 /// Kind of the sealed blob.
@@ -67,13 +73,13 @@ fn dequantise(q: &Quantised) -> Option<Vec<f32>> {
     Some(v)
 }
 
-/// A square signature with each row reversed: the signature of the mirrored crop.
-fn mirrored(sig: &[f32]) -> Result<Vec<f32>, AttestationError> {
-    let side = (sig.len() as f64).sqrt() as usize;
-    if side * side != sig.len() {
+/// A square crop pattern with each row reversed: the pattern of the mirrored crop.
+fn mirrored(pattern: &[f32]) -> Result<Vec<f32>, AttestationError> {
+    let side = (pattern.len() as f64).sqrt() as usize;
+    if side * side != pattern.len() {
         return Err(AttestationError::Malformed);
     }
-    Ok(sig.chunks_exact(side).flat_map(|row| row.iter().rev().copied()).collect())
+    Ok(pattern.chunks_exact(side).flat_map(|row| row.iter().rev().copied()).collect())
 }
 
 /// Seals what was measured on one frame of challenge `nonce`.
@@ -88,9 +94,11 @@ pub fn encode(keys: &Keyring, nonce: &str, input: &FrameInput, a: &FrameAnalysis
         corrupt: a.corrupt.clone(),
         faces: a.faces.iter().map(|f| Face { embedding: None, mesh: Vec::new(), ..f.clone() }).collect(),
         embedding: a.embedding.as_ref().map(|e| URL_SAFE_NO_PAD.encode(e.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())),
-        signature: a.signature.as_deref().map(quantise),
+        crop_pattern: a.crop_pattern.as_deref().map(quantise),
         replayed: a.replayed,
         resembles_earlier: a.resembles_earlier,
+        pad: a.pad.clone(),
+        checked_ms: a.checked_ms,
     };
     let json = serde_json::to_vec(&payload).expect("the payload serialises: this is a bug");
     keys.seal(KIND, nonce, 1, &json)
@@ -122,19 +130,21 @@ pub fn decode(keys: &Keyring, nonce: &str, bytes: &[u8]) -> Result<(FrameInput, 
         }
         None => None,
     };
-    let signature = p.signature.map(|q| dequantise(&q).ok_or(AttestationError::Malformed)).transpose()?;
-    let signature_mirrored = signature.as_deref().map(mirrored).transpose()?;
+    let crop_pattern = p.crop_pattern.map(|q| dequantise(&q).ok_or(AttestationError::Malformed)).transpose()?;
+    let crop_pattern_mirrored = crop_pattern.as_deref().map(mirrored).transpose()?;
     let analysis = FrameAnalysis {
         sha256: p.sha256,
         pixels_sha256: p.pixels_sha256,
         corrupt: p.corrupt,
         faces: p.faces,
         embedding,
-        signature,
-        signature_mirrored,
+        crop_pattern,
+        crop_pattern_mirrored,
         replayed: p.replayed,
         resembles_earlier: p.resembles_earlier,
-        ..Default::default()
+        pad: p.pad,
+        checked_ms: p.checked_ms,
+        face_hash: None,
     };
     Ok((FrameInput { step_index: p.step_index, capture_ms: p.capture_ms }, analysis))
 }

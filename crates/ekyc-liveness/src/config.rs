@@ -78,6 +78,8 @@ pub struct LivenessConfig {
     /// still reported as a warning (REPLAYED_FRAME, not blocking). Frames whose bytes or
     /// decoded pixels were seen before always fail.
     pub face_hash_replay_blocks: bool,
+    /// Presentation-attack detection (`[liveness.pad]`).
+    pub pad: crate::pad::PadConfig,
 }
 
 impl Default for LivenessConfig {
@@ -107,6 +109,7 @@ impl Default for LivenessConfig {
             replay_window_s: 30 * 24 * 3600,
             replay_capacity: 1_000_000,
             face_hash_replay_blocks: false,
+            pad: crate::pad::PadConfig::default(),
         }
     }
 }
@@ -142,6 +145,7 @@ impl LivenessConfig {
         if self.memory_capacity == 0 || self.replay_capacity == 0 {
             return Err("memory_capacity and replay_capacity must be at least 1".into());
         }
+        self.pad.validate()?;
         Ok(())
     }
 }

@@ -71,6 +71,19 @@ struct Record {
     clock_skew_ms: i64,
     match_threshold: f32,
     client_reference: Option<String>,
+    /// PAD's decision threshold and whether PAD runs, as configured at issue.
+    #[serde(default = "default_pad_threshold")]
+    pad_threshold: f32,
+    #[serde(default = "default_true")]
+    pad_enabled: bool,
+}
+
+fn default_pad_threshold() -> f32 {
+    crate::pad::PadConfig::default().threshold
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A challenge as its sealed record says, with the thresholds to apply.
@@ -139,8 +152,29 @@ struct Analysed {
     probes: Vec<[u8; 32]>,
 }
 
-/// Side length of the grey signature of an aligned face crop, in pixels.
-const SIGNATURE_SIDE: usize = 48;
+/// Side length of the grey pattern of an aligned face crop, in pixels.
+const CROP_PATTERN_SIDE: usize = 48;
+
+/// One analysis worker: the face pipeline and, with PAD on, the passive PAD models.
+#[derive(Debug)]
+pub struct Worker {
+    pub pipeline: FacePipeline,
+    /// Whether PAD cues are measured (`liveness.pad.enabled`).
+    pub pad_enabled: bool,
+    /// The passive PAD models, when any are registered.
+    pub pad: Option<ekyc_vision::AntiSpoof>,
+}
+
+impl Worker {
+    /// Loads the models (blocking) and warms them up.
+    pub fn load(vision: &VisionConfig, cfg: &LivenessConfig) -> Result<Worker, VisionError> {
+        let pipeline = FacePipeline::new(vision.clone())?;
+        pipeline.warm_up()?;
+        let pad =
+            if cfg.pad.enabled && !vision.anti_spoofing.models.is_empty() { Some(FacePipeline::open_anti_spoof(vision)?) } else { None };
+        Ok(Worker { pipeline, pad_enabled: cfg.pad.enabled, pad })
+    }
+}
 
 #[derive(Debug)]
 pub struct Engine {
@@ -149,7 +183,7 @@ pub struct Engine {
     keys: Arc<Keyring>,
     store: Arc<dyn ChallengeStore>,
     replay: ReplayMemory,
-    workers: InferencePool<FacePipeline>,
+    workers: InferencePool<Worker>,
     frames_analysed: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -183,11 +217,14 @@ impl Engine {
         let load = |e: VisionError| LivenessError::Internal(format!("loading models: {e}"));
         let threads = if cfg.workers > 0 { cfg.workers } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) };
         let worker_vision = VisionConfig { intra_threads: 1, ..vision.clone() };
-        let make_worker = move || -> Result<FacePipeline, VisionError> {
-            let p = FacePipeline::new(worker_vision.clone())?;
-            p.warm_up()?;
-            Ok(p)
-        };
+        let worker_cfg = cfg.clone();
+        if cfg.pad.enabled && vision.anti_spoofing.models.is_empty() {
+            tracing::warn!("vision.anti_spoofing lists no model: PAD runs on its other cues only");
+        }
+        if !cfg.pad.enabled {
+            tracing::warn!("liveness.pad.enabled is false: presentation attacks (prints, screens, renderings) will not be detected");
+        }
+        let make_worker = move || Worker::load(&worker_vision, &worker_cfg);
         let mut pipelines = Vec::new();
         for _ in 0..threads {
             pipelines.push(make_worker().map_err(load)?);
@@ -261,6 +298,8 @@ impl Engine {
             clock_skew_ms: self.cfg.clock_skew_ms,
             match_threshold: self.vision.match_threshold,
             client_reference: client_reference.clone(),
+            pad_threshold: self.cfg.pad.threshold,
+            pad_enabled: self.cfg.pad.enabled,
         };
         let json = serde_json::to_vec(&record).map_err(|e| LivenessError::Internal(e.to_string()))?;
         let sealed =
@@ -294,6 +333,7 @@ impl Engine {
             other_face_ratio: r.other_face_ratio,
             duplicate_correlation: r.duplicate_correlation,
             clock_skew_ms: r.clock_skew_ms,
+            pad: crate::pad::PadConfig { threshold: r.pad_threshold, enabled: r.pad_enabled, ..self.cfg.pad.clone() },
             ..self.cfg.clone()
         };
         let spec = ChallengeSpec { steps: r.steps, targets: r.targets, issued_ms: r.issued_ms, expires_ms: r.expires_ms };
@@ -353,7 +393,8 @@ impl Engine {
         let input = frame.input();
         let mut analysed = [self.analyse(frame).await?];
         self.remember(&parsed.nonce, &mut analysed).await?;
-        let [Analysed { analysis, .. }] = analysed;
+        let [Analysed { mut analysis, .. }] = analysed;
+        analysis.checked_ms = Some(now_ms());
         let attestation = attestation::encode(&self.keys, &parsed.nonce, &input, &analysis)
             .map_err(|e| LivenessError::Internal(format!("sealing the attestation: {e}")))?;
         let embedding = analysis.embedding.clone();
@@ -428,10 +469,10 @@ impl Engine {
         let counter = Arc::clone(&self.frames_analysed);
         let keys = Arc::clone(&self.keys);
         self.workers
-            .run(move |p: &mut FacePipeline| {
+            .run(move |w: &mut Worker| {
                 let _span = tracing::info_span!("liveness.analyse_frame", bytes = frame.bytes.len()).entered();
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let analysis = analyse_frame(p, &frame)?;
+                let analysis = analyse_frame(w, &frame)?;
                 let mut remember = vec![keys.digest(BYTES_PURPOSE, &frame.bytes)];
                 if !analysis.pixels_sha256.is_empty() {
                     remember.push(keys.digest(PIXELS_PURPOSE, analysis.pixels_sha256.as_bytes()));
@@ -454,7 +495,8 @@ impl Engine {
     }
 }
 
-fn analyse_frame(p: &FacePipeline, frame: &Frame) -> Result<FrameAnalysis, LivenessError> {
+fn analyse_frame(w: &Worker, frame: &Frame) -> Result<FrameAnalysis, LivenessError> {
+    let p = &w.pipeline;
     let mut out = FrameAnalysis { sha256: hex::encode(Sha256::digest(&frame.bytes)), ..Default::default() };
     let mut img = match p.decode(&frame.bytes) {
         Ok(img) => img,
@@ -478,30 +520,34 @@ fn analyse_frame(p: &FacePipeline, frame: &Frame) -> Result<FrameAnalysis, Liven
         out.embedding =
             embedder.embed(std::slice::from_ref(&main.crop)).map_err(|e| LivenessError::Internal(e.to_string()))?.into_iter().next();
         let margin = p.config().embedder.margin;
-        out.signature = Some(signature(&main.crop, margin, false));
-        out.signature_mirrored = Some(signature(&main.crop, margin, true));
+        out.crop_pattern = Some(crop_pattern(&main.crop, margin, false));
+        out.crop_pattern_mirrored = Some(crop_pattern(&main.crop, margin, true));
         out.face_hash = Some(crate::perceptual::FaceHash::of_crop(&main.crop, margin));
+        if w.pad_enabled {
+            let _span = tracing::info_span!("liveness.pad").entered();
+            out.pad = Some(crate::pad::frame_cues(&img, &main.face, w.pad.as_ref()).map_err(|e| LivenessError::Internal(e.to_string()))?);
+        }
     }
     out.faces = prepared.into_iter().map(|pf| pf.face).collect();
     Ok(out)
 }
 
 /// Zero-mean, unit-norm grey levels of the face region of an aligned crop, downsampled to
-/// `SIGNATURE_SIDE` squared (optionally mirrored): aligned crops of the same picture
+/// `CROP_PATTERN_SIDE` squared (optionally mirrored): aligned crops of the same picture
 /// correlate near 1 whatever crop or scale it was sent at.
-fn signature(crop: &ekyc_vision::imgops::FloatImage, margin: f32, mirror: bool) -> Vec<f32> {
+fn crop_pattern(crop: &ekyc_vision::imgops::FloatImage, margin: f32, mirror: bool) -> Vec<f32> {
     let s = crop.width;
     let inner = ((s as f32) / margin) as usize;
     let off = (s - inner.min(s)) / 2;
     let luma = crop.luma();
-    let mut sig = vec![0.0f32; SIGNATURE_SIDE * SIGNATURE_SIDE];
+    let mut sig = vec![0.0f32; CROP_PATTERN_SIDE * CROP_PATTERN_SIDE];
     let mut count = vec![0u32; sig.len()];
     for y in 0..inner {
         for x in 0..inner {
-            let (sx, sy) = (x * SIGNATURE_SIDE / inner, y * SIGNATURE_SIDE / inner);
-            let sx = if mirror { SIGNATURE_SIDE - 1 - sx } else { sx };
-            sig[sy * SIGNATURE_SIDE + sx] += luma[(off + y) * s + off + x];
-            count[sy * SIGNATURE_SIDE + sx] += 1;
+            let (sx, sy) = (x * CROP_PATTERN_SIDE / inner, y * CROP_PATTERN_SIDE / inner);
+            let sx = if mirror { CROP_PATTERN_SIDE - 1 - sx } else { sx };
+            sig[sy * CROP_PATTERN_SIDE + sx] += luma[(off + y) * s + off + x];
+            count[sy * CROP_PATTERN_SIDE + sx] += 1;
         }
     }
     for (v, c) in sig.iter_mut().zip(&count) {

@@ -16,6 +16,7 @@ pub mod challenge;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod pad;
 pub mod perceptual;
 pub mod service;
 pub mod store;

@@ -57,6 +57,11 @@ fn code_pb(c: Code) -> pb::ReasonCode {
         Code::LivenessFailed => R::LivenessFailed,
         Code::CaptureTimeInvalid => R::CaptureTimeInvalid,
         Code::ImageCorrupt => R::ImageCorrupt,
+        Code::PresentationAttackSuspected => R::PresentationAttackSuspected,
+        Code::PrintAttackSuspected => R::PrintAttackSuspected,
+        Code::ScreenReplaySuspected => R::ScreenReplaySuspected,
+        Code::RenderedFromStillSuspected => R::RenderedFromStillSuspected,
+        Code::PadNotChecked => R::PadNotChecked,
     }
 }
 
@@ -87,7 +92,21 @@ fn step_pb(o: &StepOutcome, embedder_id: &str) -> pb::StepResult {
         similarity_to_reference: o.similarity,
         frame_sha256: o.sha256.clone(),
         reasons: o.reasons.iter().map(|r| reason_pb(r, Some(o.step_index))).collect(),
+        pad_score: o.pad_score,
     }
+}
+
+/// The models this service runs: the face models and, with PAD on, the PAD models.
+fn models(engine: &Engine) -> Vec<pb::ModelInfo> {
+    let mut all = convert::models(engine.vision());
+    if engine.config().pad.enabled {
+        all.extend(engine.vision().anti_spoofing.models.iter().map(|m| pb::ModelInfo {
+            role: "anti_spoofing".into(),
+            model_id: m.model.id.clone(),
+            sha256: m.model.sha256.clone().unwrap_or_default(),
+        }));
+    }
+    all
 }
 
 fn frame(f: pb::Frame) -> Frame {
@@ -151,6 +170,7 @@ impl LivenessService {
             result: Some(step_pb(&checked.step, &embedder_id)),
             embedding: checked.embedding.map(|values| pb::Embedding { values, model_id: embedder_id }),
             attestation: checked.attestation,
+            same_person_threshold: engine.vision().match_threshold,
         })
     }
 
@@ -174,7 +194,17 @@ impl LivenessService {
                 .map(|(f, s, h)| pb::FrameDigest { frame_index: *f as u32, step_index: *s as u32, sha256: h.clone() })
                 .collect(),
             verified_at_unix_ms: outcome.verified_ms,
-            models: convert::models(engine.vision()),
+            models: models(&engine),
+            pad: v.pad.as_ref().map(|p| pb::PadResult {
+                attack_score: p.attack_score,
+                threshold: engine.config().pad.threshold,
+                species: p
+                    .species
+                    .map(|s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())
+                    .unwrap_or_default(),
+                shading_spread: p.shading.iter().map(|(_, s)| *s).reduce(f32::max),
+                model_ids: engine.vision().anti_spoofing.models.iter().map(|m| m.model.id.clone()).collect(),
+            }),
             timing: Some(pb::Timing { queue_ms: 0.0, inference_ms: 0.0, total_ms: started.elapsed().as_secs_f32() * 1000.0 }),
             client_reference: outcome.client_reference,
         })

@@ -15,9 +15,15 @@
 //! - the frames used must come in step order (by client capture time when every frame has
 //!   one, else by their order in the request) and within the challenge's lifetime.
 //!
-//! Score: 0 after a hard failure (replay, mirror, order, identity); otherwise the mean over
-//! the steps of `min(1, reached / target) x min(1, similarity / threshold)`, halved when
-//! anything blocking remains.
+//! - presentation-attack detection ([`crate::pad`]) on the frames the steps used: an attack
+//!   score at or above `pad.threshold` fails the challenge (PRESENTATION_ATTACK_SUSPECTED,
+//!   and the species when it can be told).
+//!
+//! Score, a confidence in [0, 1]: 0 after a hard failure (replay, mirror, order, identity);
+//! otherwise the smaller of (a) the mean over the turned steps of `min(1, reached / target)`
+//! times the identity margin `0.5 + 0.5 (similarity - threshold) / (0.9 - threshold)`
+//! (clamped to [0, 1]) and (b) PAD's bona fide confidence `1 - attack score`; halved when the
+//! challenge did not pass.
 
 use ekyc_vision::{Face, HeadPose, cosine};
 
@@ -43,6 +49,13 @@ pub enum Code {
     LivenessFailed,
     CaptureTimeInvalid,
     ImageCorrupt,
+    /// PAD found an attack; the species, when told, follows as its own reason.
+    PresentationAttackSuspected,
+    PrintAttackSuspected,
+    ScreenReplaySuspected,
+    RenderedFromStillSuspected,
+    /// PAD was switched off (`liveness.pad.enabled = false`): a warning on every verdict.
+    PadNotChecked,
 }
 
 /// One reason, with what was measured against what limit.
@@ -83,7 +96,7 @@ pub struct FrameInput {
 }
 
 /// What the workers measured on a frame. `faces` are largest first; the embedding and the
-/// crop signatures belong to the largest face.
+/// crop patterns (the "crop pattern": a 48x48 grey correlation vector, not a digital signature) belong to the largest face.
 #[derive(Debug, Clone, Default)]
 pub struct FrameAnalysis {
     /// SHA-256 of the bytes as received, and of the decoded RGB pixels, lower-case hex.
@@ -94,8 +107,8 @@ pub struct FrameAnalysis {
     pub faces: Vec<Face>,
     pub embedding: Option<Vec<f32>>,
     /// Zero-mean, unit-norm grey levels of the aligned face crop, and of its mirror image.
-    pub signature: Option<Vec<f32>>,
-    pub signature_mirrored: Option<Vec<f32>>,
+    pub crop_pattern: Option<Vec<f32>>,
+    pub crop_pattern_mirrored: Option<Vec<f32>>,
     /// Perceptual hash of the aligned face crop (see [`crate::perceptual`]).
     pub face_hash: Option<crate::perceptual::FaceHash>,
     /// The frame (its bytes or its pixels) was seen in an earlier challenge.
@@ -103,6 +116,11 @@ pub struct FrameAnalysis {
     /// Its face crop's perceptual hash was seen in an earlier challenge (other bytes and
     /// pixels): a re-encoded copy, or the same person in the same setting.
     pub resembles_earlier: bool,
+    /// What presentation-attack detection measured on the main face.
+    pub pad: Option<crate::pad::FrameCues>,
+    /// When the service received the frame (CheckFrame), Unix ms; `None` for frames sent
+    /// with VerifyChallenge itself, which arrive after every checked one.
+    pub checked_ms: Option<i64>,
 }
 
 /// The challenge as stored.
@@ -132,6 +150,8 @@ pub struct StepOutcome {
     pub similarity: Option<f32>,
     pub sha256: String,
     pub reasons: Vec<Reason>,
+    /// PAD attack score of the step's frame alone (see [`crate::pad::judge_frame`]).
+    pub pad_score: Option<f32>,
 }
 
 /// The verdict on a challenge.
@@ -144,12 +164,23 @@ pub struct Verdict {
     pub reference_embedding: Option<Vec<f32>>,
     /// `(frame index, step index, sha256)` of every frame received.
     pub digests: Vec<(usize, usize, String)>,
+    /// Presentation-attack detection on the frames the steps used (`None` when PAD is off
+    /// or no step had a face).
+    pub pad: Option<crate::pad::ChallengePad>,
 }
 
 impl Verdict {
     /// A challenge refused before any frame was looked at.
     pub fn rejected(reason: Reason) -> Verdict {
-        Verdict { passed: false, score: 0.0, steps: Vec::new(), reasons: vec![reason], reference_embedding: None, digests: Vec::new() }
+        Verdict {
+            passed: false,
+            score: 0.0,
+            steps: Vec::new(),
+            reasons: vec![reason],
+            reference_embedding: None,
+            digests: Vec::new(),
+            pad: None,
+        }
     }
 }
 
@@ -198,6 +229,7 @@ pub fn judge_step(
         similarity: None,
         sha256: frame.map(|i| frames[i].1.sha256.clone()).unwrap_or_default(),
         reasons: Vec::new(),
+        pad_score: frame.and_then(|i| frames[i].1.pad.as_ref()).map(|c| crate::pad::judge_frame(c, &cfg.pad).attack_score),
     };
     let Some(fi) = frame else {
         out.reasons.push(Reason::new(Code::StepMissing, format!("no frame answers step {s} ({pose:?})")));
@@ -291,6 +323,10 @@ pub fn judge_step(
     out
 }
 
+fn is_species(c: Code) -> bool {
+    matches!(c, Code::PrintAttackSuspected | Code::ScreenReplaySuspected | Code::RenderedFromStillSuspected)
+}
+
 /// Judges `frames` against `spec`; `threshold` is the face-match threshold.
 pub fn verify(spec: &ChallengeSpec, frames: &[(FrameInput, FrameAnalysis)], cfg: &LivenessConfig, threshold: f32) -> Verdict {
     let digests = frames.iter().enumerate().map(|(i, (f, a))| (i, f.step_index, a.sha256.clone())).collect();
@@ -340,9 +376,9 @@ pub fn verify(spec: &ChallengeSpec, frames: &[(FrameInput, FrameAnalysis)], cfg:
                 continue;
             }
             let (a, b) = (&frames[fa].1, &frames[fb].1);
-            let (Some(sig_a), Some(mir_a), Some(sig_b)) = (&a.signature, &a.signature_mirrored, &b.signature) else { continue };
-            let same = correlation(sig_a, sig_b);
-            let mirrored = correlation(mir_a, sig_b);
+            let (Some(pat_a), Some(mir_a), Some(pat_b)) = (&a.crop_pattern, &a.crop_pattern_mirrored, &b.crop_pattern) else { continue };
+            let same = correlation(pat_a, pat_b);
+            let mirrored = correlation(mir_a, pat_b);
             let limit = f64::from(cfg.duplicate_correlation);
             let already = overall.iter().any(|r| r.code == Code::ReplayedFrame && r.frame_index == Some(fb));
             if same >= cfg.duplicate_correlation && !already {
@@ -367,36 +403,84 @@ pub fn verify(spec: &ChallengeSpec, frames: &[(FrameInput, FrameAnalysis)], cfg:
         }
     }
 
-    // Order: the frames used must follow the steps in capture order.
+    // Order: the frames used must follow the steps in the order they were taken: client
+    // capture times when every frame has one; else the times the service received them
+    // (CheckFrame, sealed in the attestation; frames sent with VerifyChallenge come after
+    // every checked one, in request order).
     let all_timed = frames.iter().all(|(f, _)| f.capture_ms.is_some());
-    let position = |i: usize| if all_timed { (frames[i].0.capture_ms.unwrap_or(0), i) } else { (i as i64, i) };
+    let position = |i: usize| {
+        if all_timed { (frames[i].0.capture_ms.unwrap_or(0), i) } else { (frames[i].1.checked_ms.unwrap_or(i64::MAX), i) }
+    };
     if used.windows(2).any(|w| position(w[1].1) <= position(w[0].1)) {
         overall.push(Reason::new(
             Code::StepOutOfOrder,
-            format!("the frames do not follow the steps in {} order", if all_timed { "capture-time" } else { "request" }),
+            format!("the frames do not follow the steps in {} order", if all_timed { "capture-time" } else { "arrival" }),
         ));
     }
 
-    let hard = overall.iter().any(|r| r.blocking)
+    // Presentation-attack detection on the frames the steps used, reference first.
+    let pad = if cfg.pad.enabled {
+        let chosen: Vec<crate::pad::ChallengeFrame<'_>> = steps
+            .iter()
+            .filter_map(|o| {
+                let i = o.frame_index?;
+                let cues = frames[i].1.pad.as_ref()?;
+                Some(crate::pad::ChallengeFrame { step: o.step_index, pose: o.pose, head: o.measured?, cues })
+            })
+            .collect();
+        (!chosen.is_empty()).then(|| crate::pad::challenge(&chosen, &cfg.pad))
+    } else {
+        overall.push(
+            Reason::new(Code::PadNotChecked, "presentation-attack detection is switched off (liveness.pad.enabled = false)").warning(),
+        );
+        None
+    };
+    if let Some(p) = &pad
+        && p.attack_score >= cfg.pad.threshold
+    {
+        let what = p.species.map_or("a presentation attack", crate::pad::Species::describe);
+        overall.push(
+            Reason::new(Code::PresentationAttackSuspected, format!("the frames look like {what} (attack score {:.2})", p.attack_score))
+                .values(f64::from(p.attack_score), f64::from(cfg.pad.threshold)),
+        );
+        if let Some(species) = p.species {
+            let code = match species {
+                crate::pad::Species::Print => Code::PrintAttackSuspected,
+                crate::pad::Species::ScreenReplay => Code::ScreenReplaySuspected,
+                crate::pad::Species::RenderedStill => Code::RenderedFromStillSuspected,
+            };
+            overall.push(
+                Reason::new(code, format!("suspected {}", species.describe()))
+                    .values(f64::from(p.attack_score), f64::from(cfg.pad.threshold)),
+            );
+        }
+    }
+
+    let hard = overall.iter().any(|r| r.blocking && r.code != Code::PresentationAttackSuspected && !is_species(r.code))
         || steps.iter().any(|o| o.reasons.iter().any(|r| matches!(r.code, Code::FaceChanged | Code::ReplayedFrame | Code::MirroredFrame)));
-    let passed = !hard && steps.iter().all(|o| o.passed);
+    let attack = overall.iter().any(|r| r.code == Code::PresentationAttackSuspected);
+    let passed = !hard && !attack && steps.iter().all(|o| o.passed);
     if !passed {
         overall.push(Reason::new(Code::LivenessFailed, "the challenge was not completed: see the reasons"));
     }
     let score = if hard {
         0.0
     } else {
+        // Per turned step: how far the pose got towards its target, times the identity
+        // margin (0.5 at the same-person threshold, 1 at a similarity of 0.9 or more).
         let per_step: Vec<f32> = steps
             .iter()
             .skip(1)
             .map(|o| {
-                let pose = if o.reached { (o.reached_angle / o.target).clamp(0.0, 1.0) } else { 0.0 };
-                let id = o.similarity.map_or(0.0, |s| (s / threshold).clamp(0.0, 1.0));
+                let pose = (o.reached_angle / o.target).clamp(0.0, 1.0);
+                let id = o.similarity.map_or(0.0, |s| (0.5 + 0.5 * (s - threshold) / (0.9 - threshold).max(0.05)).clamp(0.0, 1.0));
                 pose * id
             })
             .collect();
         let mean = if per_step.is_empty() { 0.0 } else { per_step.iter().sum::<f32>() / per_step.len() as f32 };
-        if passed { mean } else { mean * 0.5 }
+        let bona_fide = pad.as_ref().map_or(1.0, |p| 1.0 - p.attack_score);
+        let s = mean.min(bona_fide);
+        if passed { s } else { s * 0.5 }
     };
-    Verdict { passed, score, steps, reasons: overall, reference_embedding, digests }
+    Verdict { passed, score, steps, reasons: overall, reference_embedding, digests, pad }
 }

@@ -33,6 +33,8 @@ pub struct VisionConfig {
     pub detector: DetectorConfig,
     pub landmarks: LandmarksConfig,
     pub embedder: EmbedderConfig,
+    /// Passive presentation-attack detection models (loaded by the liveness service only).
+    pub anti_spoofing: crate::antispoof::AntiSpoofingConfig,
     /// Cosine similarity at or above which two faces are taken as the same person.
     /// Calibrate per deployment with `ekyc eval pairs`.
     pub match_threshold: f32,
@@ -52,6 +54,7 @@ impl Default for VisionConfig {
             detector: DetectorConfig::default(),
             landmarks: LandmarksConfig::default(),
             embedder: EmbedderConfig::default(),
+            anti_spoofing: crate::antispoof::AntiSpoofingConfig::default(),
             match_threshold: 0.62,
             max_faces: 16,
         }
@@ -247,6 +250,7 @@ impl VisionConfig {
         if self.embedder.margin < 1.0 {
             return Err("embedder.margin must be at least 1".into());
         }
+        self.anti_spoofing.validate()?;
         if self.max_faces == 0 {
             return Err("max_faces must be at least 1".into());
         }

@@ -9,6 +9,7 @@
 //! - [`metrics`]: verification metrics (ROC AUC, EER, TAR at FAR) for calibration.
 //! - [`pool`]: a bounded pool of inference threads for async callers.
 
+pub mod antispoof;
 pub mod budget;
 pub mod canonical;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod pose;
 pub mod runtime;
 pub mod stats;
 
+pub use antispoof::{AntiSpoof, AntiSpoofScore, AntiSpoofingConfig};
 pub use budget::DecodeBudget;
 pub use canonical::CANONICAL_FACE;
 pub use config::VisionConfig;

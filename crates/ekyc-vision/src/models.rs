@@ -26,7 +26,7 @@ pub const MESH_POINTS: usize = 468;
 pub const ARCFACE_TEMPLATE: [[f32; 2]; 5] =
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]];
 
-struct Model {
+pub(crate) struct Model {
     role: &'static str,
     session: Mutex<Session>,
     /// Largest batch the model accepts (1 when its batch dimension is fixed).
@@ -34,7 +34,7 @@ struct Model {
 }
 
 impl Model {
-    fn open(env: &Environment, role: &'static str, file: &ModelFile, path: &Path, threads: usize) -> Result<Model> {
+    pub(crate) fn open(env: &Environment, role: &'static str, file: &ModelFile, path: &Path, threads: usize) -> Result<Model> {
         if let Some(expected) = &file.sha256 {
             let bytes =
                 std::fs::read(path).map_err(|e| VisionError::Model { role, path: path.display().to_string(), message: e.to_string() })?;
@@ -55,7 +55,7 @@ impl Model {
 
     /// Runs the model on `images` (all `spec.size` square) and returns the requested outputs
     /// flattened per batch item: `out[k][i]` is output `k` of image `i`.
-    fn run(&self, spec: &InputSpec, images: &[FloatImage], outputs: &[&str]) -> Result<Vec<Vec<Vec<f32>>>> {
+    pub(crate) fn run(&self, spec: &InputSpec, images: &[FloatImage], outputs: &[&str]) -> Result<Vec<Vec<Vec<f32>>>> {
         let mut result: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(images.len()); outputs.len()];
         for chunk in images.chunks(self.max_batch) {
             let tensor = to_tensor(spec, chunk).map_err(|e| VisionError::inference(self.role, e))?;

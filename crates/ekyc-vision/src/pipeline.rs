@@ -127,6 +127,12 @@ impl FacePipeline {
         Embedder::open(env, &cfg.embedder, &cfg.model_path(&cfg.embedder.model), cfg.threads())
     }
 
+    /// The passive presentation-attack models as configured (`[vision.anti_spoofing]`).
+    pub fn open_anti_spoof(cfg: &VisionConfig) -> Result<crate::antispoof::AntiSpoof> {
+        let env = runtime::environment(cfg.ort_library.as_deref())?;
+        crate::antispoof::AntiSpoof::open(env, &cfg.anti_spoofing, |f| cfg.model_path(f), cfg.threads())
+    }
+
     pub fn config(&self) -> &VisionConfig {
         &self.cfg
     }
