@@ -3,6 +3,7 @@
 
 mod document;
 mod eval;
+mod eval_pad;
 mod evidence;
 mod faces;
 mod health;
@@ -58,7 +59,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Evaluate verification accuracy on labelled pairs.
+    /// Evaluate verification accuracy on labelled pairs, or presentation-attack detection on
+    /// a labelled set.
     Eval {
         #[command(subcommand)]
         what: EvalCommand,
@@ -170,6 +172,24 @@ enum EvalCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Presentation-attack detection in ISO/IEC 30107-3 terms: APCER per species, APCER_max,
+    /// BPCER, a DET table, per frame and per challenge.
+    ///
+    /// SET is a labels.csv (`path,label,species,method,challenge,step,pose`, paths relative
+    /// to its folder; `ekyc-pad-set` in the test kit writes one) or a folder with one, or a
+    /// folder of `bona_fide/` and `<species>/` single images.
+    Pad {
+        #[arg(long, value_name = "DIR_OR_CSV")]
+        set: PathBuf,
+        /// Decision threshold on the attack score (default: `liveness.pad.threshold`).
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// The rate a set must resolve; unresolved rates say how many presentations it needs.
+        #[arg(long, default_value_t = 0.05)]
+        target: f64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -197,6 +217,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Faces { images, json, embed } => faces::faces(&settings, &images, json, embed),
         Command::Compare { image_a, image_b, json } => faces::compare(&settings, &image_a, &image_b, json),
         Command::Eval { what: EvalCommand::Pairs { csv, image_dir, json } } => eval::pairs(&settings, &csv, &image_dir, json),
+        Command::Eval { what: EvalCommand::Pad { set, threshold, target, json } } => {
+            eval_pad::pad(&settings, &set, threshold, target, json)
+        }
         Command::Document { image, out, json } => document::document(&settings, &image, out.as_deref(), json),
         Command::Serve { service } => serve::serve(&settings, service),
         Command::Evidence { what: EvidenceCommand::Verify { file, key, json } } => evidence::verify(&file, key.as_deref(), json),
