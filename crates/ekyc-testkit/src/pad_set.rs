@@ -336,3 +336,42 @@ pub fn write_set(pipeline: &FacePipeline, o: &SetOptions, mut log: impl FnMut(&s
     write("labels.csv", csv.as_bytes())?;
     Ok(rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measured_turns_name_the_user_side_pose() {
+        // Yaw > 0: the user's own left (nose towards the image's right); pitch > 0: up.
+        assert_eq!(StepPose::of_turn(18.0, 3.0), StepPose::TurnLeft);
+        assert_eq!(StepPose::of_turn(-18.0, 3.0), StepPose::TurnRight);
+        assert_eq!(StepPose::of_turn(4.0, 12.0), StepPose::LookUp);
+        assert_eq!(StepPose::of_turn(4.0, -12.0), StepPose::LookDown);
+    }
+
+    #[test]
+    fn rows_follow_the_header() {
+        let single = Row {
+            path: "print/a.jpg".into(),
+            attack: true,
+            species: "print",
+            method: "am_halftone".into(),
+            challenge: String::new(),
+            step: None,
+            pose: None,
+        };
+        assert_eq!(single.csv(), "print/a.jpg,attack,print,am_halftone,,,");
+        let step = Row {
+            path: "r/c/1_turn_left.jpg".into(),
+            attack: true,
+            species: "rendered_still",
+            method: "splat+perturb".into(),
+            challenge: "splat+perturb-a".into(),
+            step: Some(1),
+            pose: Some(StepPose::TurnLeft),
+        };
+        assert_eq!(step.csv(), "r/c/1_turn_left.jpg,attack,rendered_still,splat+perturb,splat+perturb-a,1,turn_left");
+        assert_eq!(HEADER.split(',').count(), step.csv().split(',').count());
+    }
+}
