@@ -214,7 +214,8 @@ pub fn measure(errors: u64, trials: u64, target: f64) -> Measured {
             "no presentations".to_string()
         } else {
             format!(
-                "not resolved: {trials} presentations, {errors} errors (95 % upper bound {:.1} %); resolving {} % needs at least {} with no error (rule of three)",
+                "not resolved: {trials} presentations, {errors} {} (95 % upper bound {:.1} %); resolving {} % needs at least {} with no error (rule of three)",
+                if errors == 1 { "error" } else { "errors" },
                 rate.upper * 100.0,
                 target * 100.0,
                 trials_to_resolve(target)
