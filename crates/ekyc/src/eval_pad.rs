@@ -225,12 +225,19 @@ pub fn measure(errors: u64, trials: u64, target: f64) -> Measured {
     Measured { rate, resolved, note }
 }
 
+/// APCER of one method (or of the worst species).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NamedApcer {
+    pub name: String,
+    pub apcer: Measured,
+}
+
 /// APCER of one species, and of each method within it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SpeciesApcer {
     pub species: String,
     pub apcer: Measured,
-    pub methods: Vec<(String, Measured)>,
+    pub methods: Vec<NamedApcer>,
     /// How often the PAD named each species for these attacks (caught or not).
     pub told: BTreeMap<String, u64>,
 }
@@ -263,7 +270,7 @@ pub struct Section {
     pub bpcer: Measured,
     pub apcer: Vec<SpeciesApcer>,
     /// The worst species, when there are attacks.
-    pub apcer_max: Option<(String, Measured)>,
+    pub apcer_max: Option<NamedApcer>,
     pub det: Vec<DetPoint>,
     pub bpcer_at_apcer: Vec<BpcerAt>,
 }
@@ -323,14 +330,16 @@ pub fn section(scored: &[Scored], threshold: f32, target: f64) -> Section {
                 apcer: measure(accepted(scores, threshold), scores.len() as u64, target),
                 methods: methods
                     .into_iter()
-                    .map(|(m, v)| (m.to_string(), measure(accepted(&v, threshold), v.len() as u64, target)))
+                    .map(|(m, v)| NamedApcer { name: m.to_string(), apcer: measure(accepted(&v, threshold), v.len() as u64, target) })
                     .collect(),
                 told,
             }
         })
         .collect();
-    let apcer_max =
-        apcer.iter().max_by(|a, b| a.apcer.rate.rate.total_cmp(&b.apcer.rate.rate)).map(|s| (s.species.clone(), s.apcer.clone()));
+    let apcer_max = apcer
+        .iter()
+        .max_by(|a, b| a.apcer.rate.rate.total_cmp(&b.apcer.rate.rate))
+        .map(|s| NamedApcer { name: s.species.clone(), apcer: s.apcer.clone() });
 
     // The DET ladder: tenths and twentieths of the score range, and the threshold itself.
     let (lo, hi) = scored.iter().filter_map(|s| s.attack_score).fold((0.0f32, 1.0f32), |(l, h), v| (l.min(v), h.max(v)));
@@ -493,14 +502,14 @@ fn print_section(out: &mut impl Write, title: &str, s: &Section, threshold: f32)
     writeln!(out, "  BPCER (bona fide called attacks): {}", show(&s.bpcer))?;
     for a in &s.apcer {
         writeln!(out, "  APCER {} (attacks accepted): {}", a.species, show(&a.apcer))?;
-        for (method, m) in &a.methods {
-            writeln!(out, "      method {method}: {}", show(m))?;
+        for m in &a.methods {
+            writeln!(out, "      method {}: {}", m.name, show(&m.apcer))?;
         }
         let told: Vec<String> = a.told.iter().map(|(k, v)| format!("{k} {v}")).collect();
         writeln!(out, "      species named by PAD: {}", told.join(", "))?;
     }
-    if let Some((species, m)) = &s.apcer_max {
-        writeln!(out, "  APCER_max (worst species, {species}): {}", show(m))?;
+    if let Some(worst) = &s.apcer_max {
+        writeln!(out, "  APCER_max (worst species, {}): {}", worst.name, show(&worst.apcer))?;
     }
     if s.apcer.is_empty() {
         return Ok(());
@@ -560,18 +569,18 @@ mod tests {
         let print = &s.apcer[0];
         assert_eq!(print.species, "print");
         assert_eq!((print.apcer.rate.errors, print.apcer.rate.trials), (10, 100));
-        assert_eq!(print.methods[0].0, "am_halftone");
-        assert_eq!((print.methods[0].1.rate.errors, print.methods[0].1.rate.trials), (10, 50));
+        assert_eq!(print.methods[0].name, "am_halftone");
+        assert_eq!((print.methods[0].apcer.rate.errors, print.methods[0].apcer.rate.trials), (10, 50));
         // No error in 50: below 3 / 50, so not a number.
-        assert!(!print.methods[1].1.resolved);
+        assert!(!print.methods[1].apcer.resolved);
         let screen = &s.apcer[1];
         assert_eq!((screen.apcer.rate.errors, screen.apcer.rate.trials), (3, 100));
         // 3 of 100 is exactly the rule-of-three limit: resolved.
         assert!(screen.apcer.resolved);
-        let (worst, m) = s.apcer_max.as_ref().expect("attacks");
-        assert_eq!((worst.as_str(), m.rate.errors), ("print", 10));
+        let worst = s.apcer_max.as_ref().expect("attacks");
+        assert_eq!((worst.name.as_str(), worst.apcer.rate.errors), ("print", 10));
         // The interval holds the rate.
-        assert!(m.rate.lower < 0.1 && m.rate.upper > 0.1);
+        assert!(worst.apcer.rate.lower < 0.1 && worst.apcer.rate.upper > 0.1);
     }
 
     #[test]
