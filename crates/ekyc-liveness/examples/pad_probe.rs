@@ -83,7 +83,7 @@ fn main() {
                 let spread = if k == 0 { None } else { shading_spread(&c0.shading, &c.shading) };
                 let _ = (f0, c0);
                 println!(
-                    "render,{file},{}{k},{:.3},{:.3},{:.1},{:.1},{:.1},{},{},{}",
+                    "render,{file},{}{k},{:.3},{:.3},{:.1},{:.1},{:.1},{},{}",
                     if perturbed { "perturbed" } else { "clean" },
                     c.real,
                     c.periodic,
@@ -91,12 +91,7 @@ fn main() {
                     f.pose.yaw - f0.pose.yaw,
                     f.pose.pitch - f0.pose.pitch,
                     spread.map(|s| format!("{s:.4}")).unwrap_or_default(),
-                    more.join(","),
-                    match (c0.gaze, c.gaze) {
-                        (Some(g0), Some(g)) =>
-                            format!("{:.3},{:.3},{:.3},{:.3},{:.3}", g[0] - g0[0], g[2] - g0[2], g[1] - g0[1], g[3] - g0[3], g[0]),
-                        _ => "nogaze".into(),
-                    }
+                    more.join(",")
                 );
             }
         }

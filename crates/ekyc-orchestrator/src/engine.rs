@@ -204,9 +204,9 @@ impl Engine {
         if s.steps[step].frames_received >= self.cfg.max_frames_per_step {
             return Err(too_many_frames(step, self.cfg.max_frames_per_step));
         }
-        let policy = self.policy(&s)?.clone();
+        self.policy(&s)?;
         let measured = self.measure_frame(&s, frame).await?;
-        let (check, kept, digest) = keep_frame(&policy, &s, measured);
+        let (check, kept, digest) = keep_frame(&s, measured);
         let satisfied = kept.satisfied;
         let (s, ()) = self
             .sessions
@@ -330,7 +330,7 @@ impl Engine {
                 self.cfg.max_frames_per_step
             )));
         }
-        let policy = self.policy(&s)?.clone();
+        self.policy(&s)?;
         let signature = match req.signature {
             Some(ev) => Some(self.check_signature(&s, ev).await?),
             None => None,
@@ -350,7 +350,7 @@ impl Engine {
         let mut next = s.clone();
         for m in frames {
             let step = m.step_index as usize;
-            let (_, kept, digest) = keep_frame(&policy, &next, m);
+            let (_, kept, digest) = keep_frame(&next, m);
             apply_frame(&mut next, step, kept, digest, self.cfg.max_frames_per_step)?;
         }
         if let Some(d) = document {

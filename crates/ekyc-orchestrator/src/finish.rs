@@ -164,10 +164,35 @@ impl Engine {
             s.steps.iter().filter_map(|st| st.kept.as_ref()).map(|k| k.attestation.clone()).filter(|a| !a.is_empty()).collect();
         let req = VerifyChallengeRequest { challenge_id: challenge.challenge_id.clone(), frames: vec![], frame_attestations: attestations };
         match self.backends.verify_challenge(req).await {
-            Ok(resp) => Ok((decide::Liveness { passed: resp.passed, score: resp.liveness_score, reasons: resp.reasons.clone() }, resp)),
+            Ok(resp) => {
+                let pad = resp.pad.as_ref().map(|p| decide::Pad {
+                    attack_score: p.attack_score,
+                    threshold: p.threshold,
+                    reasons: resp
+                        .reasons
+                        .iter()
+                        .filter(|r| {
+                            [
+                                ReasonCode::PresentationAttackSuspected,
+                                ReasonCode::PrintAttackSuspected,
+                                ReasonCode::ScreenReplaySuspected,
+                                ReasonCode::RenderedFromStillSuspected,
+                            ]
+                            .contains(&ReasonCode::try_from(r.code).unwrap_or_default())
+                        })
+                        .cloned()
+                        .collect(),
+                });
+                Ok((decide::Liveness { passed: resp.passed, score: resp.liveness_score, reasons: resp.reasons.clone(), pad }, resp))
+            }
             Err(e) if e.is_unavailable() => Err(reason(e.reason_code(), e.describe(), false)),
             Err(e) => Ok((
-                decide::Liveness { passed: false, score: 0.0, reasons: vec![reason(ReasonCode::LivenessFailed, e.describe(), true)] },
+                decide::Liveness {
+                    passed: false,
+                    score: 0.0,
+                    reasons: vec![reason(ReasonCode::LivenessFailed, e.describe(), true)],
+                    pad: None,
+                },
                 ekyc_proto::v1::VerifyChallengeResponse::default(),
             )),
         }
@@ -182,7 +207,9 @@ fn identity_outcome(
 ) -> (Outcome<decide::Identity>, Option<f32>) {
     let mut reasons = Vec::new();
     let mut min_sim: Option<f32> = None;
+    let mut threshold = 0.0;
     if let Ok((_, resp)) = liveness {
+        threshold = resp.same_person_threshold;
         for st in &resp.steps {
             if let Some(sim) = st.similarity_to_reference {
                 min_sim = Some(min_sim.map_or(sim, |m: f32| m.min(sim)));
@@ -198,5 +225,5 @@ fn identity_outcome(
                 .cloned(),
         );
     }
-    (Outcome::Measured(decide::Identity { min_frame_similarity: min_sim, reasons }), min_sim)
+    (Outcome::Measured(decide::Identity { min_frame_similarity: min_sim, threshold, reasons }), min_sim)
 }
