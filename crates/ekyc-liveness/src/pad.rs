@@ -85,7 +85,7 @@ impl Default for PadConfig {
             threshold: 0.5,
             model_real: 0.5,
             periodic_peak: 1.6,
-            skin_chroma: 6.0,
+            skin_chroma: 3.0,
             shading_spread: 0.03,
             shading_min_turn_deg: 8.0,
         }

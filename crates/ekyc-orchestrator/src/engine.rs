@@ -335,9 +335,17 @@ impl Engine {
             Some(ev) => Some(self.check_signature(&s, ev).await?),
             None => None,
         };
-        // Measure all frames concurrently (the liveness backend's limit bounds it) and the
-        // document beside them; nothing is stored until all of them have answered.
-        let frames = futures::future::try_join_all(req.frames.into_iter().map(|f| self.measure_frame(&s, f)));
+        // Measure the frames one after another in request order (the liveness service orders
+        // a challenge's steps by when it received their frames, so the request's order is the
+        // order it judges) and the document beside them; nothing is stored until all of them
+        // have answered.
+        let frames = async {
+            let mut measured = Vec::with_capacity(req.frames.len());
+            for f in req.frames {
+                measured.push(self.measure_frame(&s, f).await?);
+            }
+            Ok::<_, OrchestratorError>(measured)
+        };
         let document = async {
             match req.document {
                 Some(img) => self.measure_document(&s, img, req.document_type_hint).await.map(Some),
