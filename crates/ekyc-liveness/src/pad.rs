@@ -84,7 +84,7 @@ impl Default for PadConfig {
             enabled: true,
             threshold: 0.5,
             model_real: 0.5,
-            periodic_peak: 1.6,
+            periodic_peak: 1.4,
             skin_chroma: 3.0,
             shading_spread: 0.03,
             shading_min_turn_deg: 8.0,
@@ -405,6 +405,21 @@ const SPECTRUM_SIDE: usize = 128;
 /// edges) and the multiples of 1/16 (JPEG's 8x8 and 16x16 blocks) are left out. 0 when the
 /// image is smaller than the square.
 pub fn periodicity(img: &RgbImage, face: &Face) -> f32 {
+    [Channel::Luma, Channel::Cb, Channel::Cr].into_iter().map(|c| channel_periodicity(img, face, c)).fold(0.0, f32::max)
+}
+
+/// Which plane of the image a spectrum is taken of: luma for halftone dots and moiré, the
+/// two chroma planes for the colour moiré a camera's Bayer filter makes of a display's
+/// red-green-blue sub-pixel stripes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Luma,
+    Cb,
+    Cr,
+}
+
+/// [`periodicity`] of one plane.
+pub fn channel_periodicity(img: &RgbImage, face: &Face, channel: Channel) -> f32 {
     let n = SPECTRUM_SIDE;
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w < n || h < n {
@@ -418,7 +433,12 @@ pub fn periodicity(img: &RgbImage, face: &Face) -> f32 {
     for y in 0..n {
         for x in 0..n {
             let p = &raw[((y0 + y) * w + x0 + x) * 3..][..3];
-            re[y * n + x] = 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]);
+            let (r, g, b) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
+            re[y * n + x] = match channel {
+                Channel::Luma => 0.299 * r + 0.587 * g + 0.114 * b,
+                Channel::Cb => -0.168_736 * r - 0.331_264 * g + 0.5 * b,
+                Channel::Cr => 0.5 * r - 0.418_688 * g - 0.081_312 * b,
+            };
         }
     }
     let mean = re.iter().sum::<f32>() / re.len() as f32;
