@@ -119,8 +119,11 @@ pub struct FrameCues {
     /// P(real) of each passive model, and their mean.
     pub models_real: Vec<f32>,
     pub real: f32,
-    /// log10 of the largest isolated spectral peak over its ring's median.
+    /// log10 of the largest isolated spectral peak over its ring's median, in luma
+    /// (halftone, pixel grids) and in the chroma planes (colour moiré of sub-pixel stripes).
     pub periodic: f32,
+    #[serde(default)]
+    pub periodic_chroma: f32,
     /// Median skin chroma.
     pub chroma: f32,
     /// Mean log-brightness of the shading regions (NaN-free: `None` where a region fell
@@ -168,7 +171,7 @@ pub struct ChallengePad {
 /// Scores one frame's cues.
 pub fn judge_frame(c: &FrameCues, cfg: &PadConfig) -> FramePad {
     let model = if c.models_real.is_empty() { 0.0 } else { cue(c.real, cfg.model_real, 0.08, false) };
-    let periodic = cue(c.periodic, cfg.periodic_peak, 0.08, true);
+    let periodic = cue(c.periodic.max(c.periodic_chroma), cfg.periodic_peak, 0.08, true);
     let colour = if c.chroma > 0.0 { cue(c.chroma, cfg.skin_chroma, 0.8, false) } else { 0.0 };
     let cues = vec![("models".to_string(), model), ("periodic".to_string(), periodic), ("colour".to_string(), colour)];
     let attack_score = model.max(periodic).max(colour);
@@ -177,7 +180,9 @@ pub fn judge_frame(c: &FrameCues, cfg: &PadConfig) -> FramePad {
     } else if colour >= cfg.threshold {
         Some(Species::Print)
     } else if periodic >= cfg.threshold {
-        Some(Species::ScreenReplay)
+        // A display's sub-pixel stripes beat with the camera's colour filter (chroma moiré);
+        // a printer's halftone is a pattern of brightness.
+        Some(if c.periodic_chroma > c.periodic { Species::ScreenReplay } else { Species::Print })
     } else {
         None
     };
@@ -403,9 +408,11 @@ const SPECTRUM_SIDE: usize = 128;
 /// resolution centred on the face (Hann-windowed luma, mean removed). Frequencies below
 /// 1/16 of the sampling rate (shading, the face itself), the axes (image borders, straight
 /// edges) and the multiples of 1/16 (JPEG's 8x8 and 16x16 blocks) are left out. 0 when the
-/// image is smaller than the square.
-pub fn periodicity(img: &RgbImage, face: &Face) -> f32 {
-    [Channel::Luma, Channel::Cb, Channel::Cr].into_iter().map(|c| channel_periodicity(img, face, c)).fold(0.0, f32::max)
+/// image is smaller than the square. Returns the luma plane's value and the larger of the
+/// two chroma planes'.
+pub fn periodicity(img: &RgbImage, face: &Face) -> (f32, f32) {
+    let chroma = channel_periodicity(img, face, Channel::Cb).max(channel_periodicity(img, face, Channel::Cr));
+    (channel_periodicity(img, face, Channel::Luma), chroma)
 }
 
 /// Which plane of the image a spectrum is taken of: luma for halftone dots and moiré, the
@@ -529,10 +536,12 @@ pub fn frame_cues(img: &RgbImage, face: &Face, models: Option<&AntiSpoof>) -> Re
         Some(m) => m.score(img, &face.bbox)?,
         None => Default::default(),
     };
+    let (periodic, periodic_chroma) = periodicity(img, face);
     Ok(FrameCues {
         models_real: score.per_model,
         real: score.real,
-        periodic: periodicity(img, face),
+        periodic,
+        periodic_chroma,
         chroma: skin_chroma(img, face),
         shading: shading_profile(img, face),
     })
@@ -660,7 +669,7 @@ mod tests {
             let dots = 12.0 * (xr * 2.0 * std::f32::consts::PI / 3.3).cos() * (yr * 2.0 * std::f32::consts::PI / 3.3).cos();
             image::Rgb([(base + dots).clamp(0.0, 255.0) as u8; 3])
         });
-        let (a, b) = (periodicity(&smooth, &face), periodicity(&screened, &face));
+        let (a, b) = (periodicity(&smooth, &face).0, periodicity(&screened, &face).0);
         assert!(b > a + 0.5 && b > PadConfig::default().periodic_peak, "smooth {a}, screened {b}");
     }
 }
