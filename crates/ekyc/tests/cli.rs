@@ -95,6 +95,13 @@ fn eval_pairs_reports_metrics_from_labels_and_from_pairs() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("ROC AUC") && text.contains("EER") && text.contains("threshold for FMR 5 %"), "{text}");
     assert!(text.contains("FMR  0.00 % (0 of 2; 95 % CI 0.00-84.19 %)"), "{text}");
+    // A group column: each group is reported on the pairs within it.
+    let grouped = tmp.join("grouped.csv");
+    std::fs::write(&grouped, "obama_1.jpg,obama_2.jpg,yes,g1\nobama_1.jpg,biden_1.jpg,no,g1\nrose_leslie_1.jpg,rose_leslie_2.jpg,yes,g2\nkit_harington_1.jpg,alex_lacamoire_1.png,no,\n").expect("write");
+    let r = json(&ekyc(&["eval", "pairs", &grouped.display().to_string(), &dir.display().to_string(), "--json"]));
+    assert_eq!((r["genuine_pairs"].as_u64(), r["impostor_pairs"].as_u64()), (Some(2), Some(2)));
+    assert_eq!((r["groups"]["g1"]["genuine_pairs"].as_u64(), r["groups"]["g1"]["impostor_pairs"].as_u64()), (Some(1), Some(1)));
+    assert_eq!((r["groups"]["g2"]["genuine_pairs"].as_u64(), r["groups"]["g2"]["impostor_pairs"].as_u64()), (Some(1), Some(0)));
     let bad = ekyc(&["eval", "pairs", &csv.display().to_string(), &dir.display().to_string(), "--target-fmr", "5"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("between 0 and 1"));
     let _ = std::fs::remove_dir_all(tmp);
