@@ -118,6 +118,15 @@ async fn a_good_session_step_by_step_is_accepted_with_a_verifiable_record() {
     assert_eq!(images.len(), s.challenge.as_ref().expect("challenge").steps.len() + 1);
     assert!(images.iter().all(|i| i["sha256"].as_str().is_some_and(|h| h.len() == 64)));
     assert!(payload["challenge"]["steps"][1]["reached_angle_deg"].as_f64().is_some(), "{payload}");
+    // The record names the one embedder whose embeddings were compared.
+    let embedders: Vec<&str> = payload["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .filter(|m| m["role"] == "embedder")
+        .filter_map(|m| m["model_id"].as_str())
+        .collect();
+    assert_eq!(embedders, vec![ekyc_vision::VisionConfig::default().embedder.model.id.as_str()], "{payload}");
     let text = payload.to_string();
     assert!(!text.contains("embedding") && !text.contains("values"), "no templates in the record");
     // Finish is idempotent; more evidence is refused.

@@ -146,6 +146,17 @@ impl Engine {
                 reasons,
             }));
         };
+        // Never compare embeddings of two models (a backend upgraded between the frame and
+        // the document): their cosine means nothing. Refuse here, with the reason
+        // facematch would give, rather than pass a score on.
+        if let Err(why) = same_model(&a, &b) {
+            return Ok(Outcome::Measured(decide::FaceMatch {
+                similarity: None,
+                threshold: policy.rules.face_match_threshold.unwrap_or(0.0),
+                match_score: None,
+                reasons: vec![reason(ReasonCode::EmbeddingModelMismatch, why, true)],
+            }));
+        }
         let req = CompareRequest {
             a: Some(FaceInput { input: Some(face_input::Input::Embedding(a)) }),
             b: Some(FaceInput { input: Some(face_input::Input::Embedding(b)) }),
@@ -199,6 +210,17 @@ impl Engine {
     }
 }
 
+/// The frame's and the portrait's embeddings come from one named model.
+fn same_model(frame: &ekyc_proto::v1::Embedding, portrait: &ekyc_proto::v1::Embedding) -> std::result::Result<(), String> {
+    if frame.model_id.is_empty() || frame.model_id != portrait.model_id {
+        return Err(format!(
+            "EMBEDDING_MODEL_MISMATCH: the frame was embedded by `{}` and the portrait by `{}`; embeddings of different models cannot be compared: add the evidence again",
+            frame.model_id, portrait.model_id
+        ));
+    }
+    Ok(())
+}
+
 /// Identity consistency: frames of one person (from the liveness verdict), and a document
 /// whose ghost portrait and other faces agree.
 fn identity_outcome(
@@ -226,4 +248,22 @@ fn identity_outcome(
         );
     }
     (Outcome::Measured(decide::Identity { min_frame_similarity: min_sim, threshold, reasons }), min_sim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ekyc_proto::v1::Embedding;
+
+    fn e(model_id: &str) -> Embedding {
+        Embedding { values: vec![0.5; 128], model_id: model_id.into() }
+    }
+
+    #[test]
+    fn embeddings_of_two_models_are_never_compared() {
+        assert!(same_model(&e("sface-opencv-2021dec-f32"), &e("sface-opencv-2021dec-f32")).is_ok());
+        let why = same_model(&e("sface-opencv-2021dec-f32"), &e("faceres-human-3.3.6")).expect_err("two models");
+        assert!(why.starts_with("EMBEDDING_MODEL_MISMATCH") && why.contains("faceres-human-3.3.6"), "{why}");
+        assert!(same_model(&e(""), &e("")).is_err(), "an unnamed model is no model");
+    }
 }

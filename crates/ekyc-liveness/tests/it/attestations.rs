@@ -45,7 +45,7 @@ async fn frames_checked_one_by_one_verify_from_their_attestations() {
         assert_eq!(result.step_index as usize, step);
         assert!(result.reached && result.passed, "step {step}: {result:?}");
         assert!(result.similarity_to_reference.is_none());
-        assert_eq!(r.embedding.map(|e| e.values.len()), Some(1024));
+        assert_eq!(r.embedding.map(|e| e.values.len()), Some(128), "SFace embeds in 128 dimensions");
         assert!(r.attestation.len() <= 16 * 1024, "{} bytes", r.attestation.len());
         attestations.push(r.attestation);
     }
