@@ -13,7 +13,7 @@
 //!
 //! Metrics, the same for every service: `ekyc_request_duration_seconds{service,method,code}`
 //! (a histogram of admitted calls: its `_count` is the requests by method and status) and
-//! `ekyc_in_flight{service}` (calls holding a permit); refusals here are counted in
+//! `ekyc_in_flight{service}` (calls holding a permit) against `ekyc_admission_limit{service}`; refusals here are counted in
 //! `ekyc_requests_total` like the services count their own answers.
 
 use std::convert::Infallible;
@@ -56,7 +56,7 @@ pub struct Admission<S> {
     receive: ReceiveLimits,
 }
 
-impl<S> Admission<S> {
+impl<S: NamedService> Admission<S> {
     /// `limit` requests in flight, bodies received under the default [`ReceiveLimits`].
     pub fn new(inner: S, limit: usize) -> Self {
         Self::with_receive(inner, limit, ReceiveLimits::default())
@@ -64,6 +64,7 @@ impl<S> Admission<S> {
 
     pub fn with_receive(inner: S, limit: usize, receive: ReceiveLimits) -> Self {
         let limit = limit.max(1);
+        metrics::gauge!("ekyc_admission_limit", "service" => S::NAME).set(limit as f64);
         Self { inner, permits: Arc::new(Semaphore::new(limit)), limit, receive }
     }
 
