@@ -218,7 +218,9 @@ impl Engine {
         };
         let load = |e: VisionError| LivenessError::Internal(format!("loading models: {e}"));
         let threads = if cfg.workers > 0 { cfg.workers } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) };
-        let worker_vision = VisionConfig { intra_threads: 1, ..vision.clone() };
+        // `vision.intra_threads` per worker session as set; 0: one, as the workers already
+        // spread over the cores.
+        let worker_vision = VisionConfig { intra_threads: vision.intra_threads.max(1), ..vision.clone() };
         let worker_cfg = cfg.clone();
         if cfg.pad.enabled && vision.anti_spoofing.models.is_empty() {
             tracing::warn!("vision.anti_spoofing lists no model: PAD runs on its other cues only");

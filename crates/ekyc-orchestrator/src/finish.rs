@@ -122,6 +122,15 @@ impl Engine {
             })
             .await?;
         tracing::info!(session = %self.sessions.log_ref(&stored.id), decision = ?verdict.decision, score = verdict.score, "session finished");
+        // Decisions by policy and outcome, and the reasons behind them (bounded label sets:
+        // configured policy names, the proto's enums).
+        let outcome = verdict.decision.as_str_name();
+        metrics::counter!("ekyc_decisions_total", "policy" => policy.name.clone(), "decision" => outcome).increment(1);
+        for r in &verdict.reasons {
+            let code = ekyc_proto::v1::ReasonCode::try_from(r.code).map_or("UNKNOWN", |c| c.as_str_name());
+            metrics::counter!("ekyc_decision_reasons_total", "policy" => policy.name.clone(), "decision" => outcome, "reason" => code)
+                .increment(1);
+        }
         Ok(result)
     }
 
