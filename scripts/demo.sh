@@ -29,7 +29,14 @@ SERVER=$!
 "$EKYC" health --wait 180 || { cat "$WORK/serve.log"; exit 1; }
 grep -E "orchestrator (evidence key|API key)" "$WORK/serve.log" || true
 I="$WORK/inputs"
+echo "The challenge frames below are rendered from one still photo ($SELFIE): a presentation attack."
 "$EKYC" verify --api-key-file ekyc-keys/api-key --policy "$POLICY" --front "$I/front.jpg" --left "$I/left.jpg" --right "$I/right.jpg" \
-  --up "$I/up.jpg" --down "$I/down.jpg" --document "$I/card.jpg" --out-dir evidence
+  --up "$I/up.jpg" --down "$I/down.jpg" --document "$I/card.jpg" --out-dir evidence | tee "$WORK/verify.out"
+if grep -qE "PRESENTATION_ATTACK_SUSPECTED|RENDERED_FROM_STILL_SUSPECTED" "$WORK/verify.out"; then
+  echo "PAD: the rendered frames were caught (see the reasons above)."
+else
+  echo "PAD: these rendered frames were NOT caught. Renderings from one still are detected only when the face's"
+  echo "shading stays flat through every turn; see README, 'Presentation-attack detection', for what PAD does not catch."
+fi
 RECORD=$(ls -t evidence/evidence-*.json | head -1)
 "$EKYC" evidence verify "$RECORD" --key ekyc-keys/evidence-public.pem

@@ -118,6 +118,15 @@ async fn a_good_session_step_by_step_is_accepted_with_a_verifiable_record() {
     assert_eq!(images.len(), s.challenge.as_ref().expect("challenge").steps.len() + 1);
     assert!(images.iter().all(|i| i["sha256"].as_str().is_some_and(|h| h.len() == 64)));
     assert!(payload["challenge"]["steps"][1]["reached_angle_deg"].as_f64().is_some(), "{payload}");
+    // The record names the one embedder whose embeddings were compared.
+    let embedders: Vec<&str> = payload["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .filter(|m| m["role"] == "embedder")
+        .filter_map(|m| m["model_id"].as_str())
+        .collect();
+    assert_eq!(embedders, vec![ekyc_vision::VisionConfig::default().embedder.model.id.as_str()], "{payload}");
     let text = payload.to_string();
     assert!(!text.contains("embedding") && !text.contains("values"), "no templates in the record");
     // Finish is idempotent; more evidence is refused.
@@ -278,16 +287,15 @@ async fn each_signature_failure_is_reported_with_its_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_resumes_on_another_replica_with_steps_in_any_order() {
+async fn a_session_resumes_on_another_replica() {
     let b = backends();
     let (first, _) = orchestrator(orchestrator_config(b)).await;
     let mut c1 = client(&first).await;
     let s = start(&mut c1, "low-risk").await;
-    // The document first, then the frames in reverse order, half on each replica (they
-    // share Redis and the session key, as replicas of a cluster do).
+    // The document first, then the frames in step order, half on each replica (they share
+    // Redis and the session key, as replicas of a cluster do).
     add_document(&mut c1, &s, id_card_photo(PERSON_CARD, 11)).await;
     let mut frames = frames_for(&s, PERSON);
-    frames.reverse();
     let tail = frames.split_off(frames.len() / 2);
     add_frames(&mut c1, &s, frames).await;
     first.stop().await;
@@ -303,6 +311,30 @@ async fn a_session_resumes_on_another_replica_with_steps_in_any_order() {
     let r = c2.finish(pb::FinishRequest { session_id: s.session_id.clone() }).await.expect("finishes").into_inner();
     assert_ne!(decision(&r), pb::Decision::Reject, "{r:#?}");
     second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_sent_out_of_step_order_fail_the_challenge() {
+    let b = backends();
+    let (orch, _) = orchestrator(orchestrator_config(b)).await;
+    let mut c = client(&orch).await;
+    let s = start(&mut c, "low-risk").await;
+    add_document(&mut c, &s, id_card_photo(PERSON_CARD, 11)).await;
+    // Every step answered correctly, but the last step first and the frontal step last:
+    // the challenge's order is part of what proves a live person followed it.
+    let mut frames = frames_for(&s, PERSON);
+    frames.reverse();
+    add_frames(&mut c, &s, frames).await;
+    let r = c.finish(pb::FinishRequest { session_id: s.session_id.clone() }).await.expect("finishes").into_inner();
+    assert_eq!(decision(&r), pb::Decision::Reject, "{r:#?}");
+    let liveness = r.factors.iter().find(|f| f.kind == pb::FactorKind::Liveness as i32).expect("a liveness factor");
+    assert!(!liveness.passed, "{liveness:#?}");
+    assert!(
+        liveness.reasons.iter().any(|x| x.code == pb::ReasonCode::StepOutOfOrder as i32 && x.blocking),
+        "STEP_OUT_OF_ORDER: {:#?}",
+        liveness.reasons
+    );
+    orch.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,7 +115,18 @@ pub fn liveness_config(redis_url: Option<String>) -> ekyc_liveness::LivenessConf
             path
         })
         .clone();
-    ekyc_liveness::LivenessConfig { redis_url, keys_file: Some(keys_file), replay_window_s: 0, workers: 2, ..Default::default() }
+    // The suite drives whole sessions with frames rendered from a still photo (presentation
+    // attacks by construction) to test the decision logic, not PAD: it says so. Every
+    // verdict carries PAD_NOT_CHECKED, and `orchestrator_config` offers the policies with
+    // `require_pad = false`. PAD's own end-to-end test (pad.rs) turns it on.
+    ekyc_liveness::LivenessConfig {
+        redis_url,
+        keys_file: Some(keys_file),
+        replay_window_s: 0,
+        workers: 2,
+        pad: ekyc_liveness::pad::PadConfig::not_tested(),
+        ..Default::default()
+    }
 }
 
 /// Starts one model-backed service on a free port of the current runtime.
@@ -179,6 +190,11 @@ pub fn orchestrator_config(b: &Backends) -> ekyc_orchestrator::OrchestratorConfi
     cfg.backends.liveness.endpoint = format!("http://{}", b.liveness);
     cfg.backends.document.endpoint = format!("http://{}", b.document);
     cfg.backends.facematch.endpoint = format!("http://{}", b.facematch);
+    // Not testing PAD (see `liveness_config`): the built-in policies as they are, except
+    // that they accept a verdict without PAD.
+    for p in cfg.policies.values_mut() {
+        p.require_pad = false;
+    }
     cfg
 }
 

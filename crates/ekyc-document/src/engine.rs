@@ -44,7 +44,9 @@ impl Engine {
     pub fn start(vision: &VisionConfig, cfg: &DocumentConfig) -> Result<Engine, DocumentError> {
         cfg.validate().map_err(|e| DocumentError::InvalidArgument(format!("document settings: {e}")))?;
         let load = |e: VisionError| DocumentError::Internal(format!("loading models: {e}"));
-        let worker_vision = VisionConfig { intra_threads: 1, ..vision.clone() };
+        // `vision.intra_threads` per worker session as set; 0: one, as the workers already
+        // spread over the cores.
+        let worker_vision = VisionConfig { intra_threads: vision.intra_threads.max(1), ..vision.clone() };
         let make_worker = move || -> Result<FacePipeline, VisionError> {
             let p = FacePipeline::new(worker_vision.clone())?;
             p.warm_up()?;

@@ -1,6 +1,8 @@
 //! Calibrated match scores: a similarity becomes an estimated false-match rate ("1 in N")
-//! through a table of thresholds and measured false-accept rates, which the operator
-//! produces on their own photos with `ekyc eval pairs --json`.
+//! through a table of thresholds and measured false-match rates (FMR), which the operator
+//! produces on their own photos with `ekyc eval pairs --json`. Similarities of different
+//! embedders are on different scales, so a calibration names the embedder it was
+//! measured with and is refused for any other.
 
 use std::path::Path;
 
@@ -9,7 +11,8 @@ use serde::Deserialize;
 /// The estimate for one similarity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FalseMatch {
-    /// Estimated fraction of different-person pairs scoring at least this similarity.
+    /// Estimated fraction of non-mated (different-person) comparisons scoring at least
+    /// this similarity.
     pub rate: f64,
     /// `round(1 / rate)`.
     pub one_in: u64,
@@ -22,32 +25,52 @@ pub struct FalseMatch {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Calibration {
     pub id: String,
-    /// `(threshold, false-accept rate)`, thresholds ascending.
+    /// `(threshold, false-match rate)`, thresholds ascending.
     points: Vec<(f32, f64)>,
     /// The smallest rate the data can show: one impostor pair.
     floor: f64,
 }
 
+/// The format `ekyc eval pairs --json` writes (`format` in the file).
+pub const FORMAT: &str = "ekyc-eval-pairs/2";
+
 #[derive(Deserialize)]
 struct Point {
     threshold: f32,
-    far: f64,
+    fmr: f64,
 }
 
 #[derive(Deserialize)]
 struct File {
+    format: String,
+    model_id: String,
     impostor_pairs: usize,
     calibration: Vec<Point>,
 }
 
 impl Calibration {
-    /// Reads the JSON of `ekyc eval pairs --json`.
-    pub fn load(path: &Path, id: Option<&str>) -> Result<Self, String> {
+    /// Reads the JSON of `ekyc eval pairs --json`, refusing it unless it was measured with
+    /// `embedder_id`, the model this server embeds with.
+    pub fn load(path: &Path, id: Option<&str>, embedder_id: &str) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("reading calibration {}: {e}", path.display()))?;
         let file: File = serde_json::from_str(&text)
-            .map_err(|e| format!("calibration {}: {e} (expected the JSON of `ekyc eval pairs --json`)", path.display()))?;
+            .map_err(|e| format!("calibration {}: {e} (expected the JSON of `ekyc eval pairs --json`, format {FORMAT})", path.display()))?;
+        if file.format != FORMAT {
+            return Err(format!(
+                "calibration {}: format `{}`, expected `{FORMAT}`; run `ekyc eval pairs --json` again",
+                path.display(),
+                file.format
+            ));
+        }
+        if file.model_id != embedder_id {
+            return Err(format!(
+                "calibration {} was measured with embedder `{}`, this server embeds with `{embedder_id}`; similarities of different models are not comparable: calibrate again with `ekyc eval pairs --json`",
+                path.display(),
+                file.model_id
+            ));
+        }
         let id = id.map(str::to_string).unwrap_or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-        Self::new(id, file.impostor_pairs, file.calibration.into_iter().map(|p| (p.threshold, p.far)).collect())
+        Self::new(id, file.impostor_pairs, file.calibration.into_iter().map(|p| (p.threshold, p.fmr)).collect())
     }
 
     pub fn new(id: String, impostor_pairs: usize, mut points: Vec<(f32, f64)>) -> Result<Self, String> {
@@ -102,5 +125,28 @@ mod tests {
             last = r;
         }
         assert!(Calibration::new("bad".into(), 10, vec![(0.3, 0.1), (0.4, 0.5)]).is_err());
+    }
+
+    #[test]
+    fn a_calibration_of_another_embedder_or_format_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ekyc-calibration-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let write = |name: &str, format: &str, model: &str| {
+            let path = dir.join(name);
+            let body = serde_json::json!({"format": format, "model_id": model, "impostor_pairs": 100,
+                "calibration": [{"threshold": 0.2, "fmr": 0.5, "fnmr": 0.0}, {"threshold": 0.6, "fmr": 0.0, "fnmr": 0.1}]});
+            std::fs::write(&path, body.to_string()).expect("write");
+            path
+        };
+        let ok = write("ok.json", FORMAT, "sface-x");
+        assert_eq!(Calibration::load(&ok, None, "sface-x").expect("same model").id, "ok.json");
+        let err = Calibration::load(&ok, None, "faceres-y").expect_err("another model");
+        assert!(err.contains("`sface-x`") && err.contains("`faceres-y`"), "{err}");
+        let old = write("old.json", "ekyc-eval-pairs/1", "sface-x");
+        assert!(Calibration::load(&old, None, "sface-x").expect_err("old format").contains("format"));
+        let none = dir.join("none.json");
+        std::fs::write(&none, r#"{"impostor_pairs": 100, "calibration": []}"#).expect("write");
+        assert!(Calibration::load(&none, None, "sface-x").expect_err("no model id").contains("expected the JSON"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

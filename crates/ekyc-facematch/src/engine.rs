@@ -113,7 +113,9 @@ impl Engine {
         cfg.validate().map_err(|e| FacematchError::InvalidArgument(format!("facematch settings: {e}")))?;
         let load = |e: VisionError| FacematchError::Internal(format!("loading models: {e}"));
         let calibration = match &cfg.calibration_file {
-            Some(path) => Some(Calibration::load(path, cfg.calibration_id.as_deref()).map_err(FacematchError::Internal)?),
+            Some(path) => {
+                Some(Calibration::load(path, cfg.calibration_id.as_deref(), &vision.embedder.model.id).map_err(FacematchError::Internal)?)
+            }
             None => None,
         };
         let worker_cfg = VisionConfig { intra_threads: cfg.worker_intra_threads, ..vision.clone() };
@@ -301,10 +303,18 @@ impl Engine {
         out
     }
 
-    /// Checks an embedding a client sent: its length, values and model.
+    /// Checks an embedding a client sent: its model, length and values. An embedding that
+    /// does not name its model is refused like one of another model: cosines between
+    /// different models' embeddings mean nothing, and a length check alone cannot tell two
+    /// models of one dimension apart.
     pub fn check_embedding(&self, field: &str, values: &[f32], model_id: &str) -> Result<(), FacematchError> {
         let ours = &self.vision.embedder.model.id;
-        if !model_id.is_empty() && model_id != ours {
+        if model_id.is_empty() {
+            return Err(FacematchError::InvalidArgument(format!(
+                "EMBEDDING_MODEL_MISMATCH: {field}: no model_id; this server compares only embeddings made by `{ours}`"
+            )));
+        }
+        if model_id != ours {
             return Err(FacematchError::InvalidArgument(format!(
                 "EMBEDDING_MODEL_MISMATCH: {field}: made by `{model_id}`, this server embeds with `{ours}`; embeddings of different models cannot be compared"
             )));

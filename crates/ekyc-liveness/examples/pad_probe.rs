@@ -71,19 +71,19 @@ fn main() {
                 }
                 analysed.push(analyse(&p, &anti, &f).map(|(face, c)| {
                     let extra: Vec<_> = [0.08f32, 0.12].iter().map(|r| shading_profile_with(&f, &face, *r)).collect();
-                    (face, c, extra)
+                    (face, c, (extra, ()))
                 }));
             }
             let Some(Some((f0, c0, e0))) = analysed.first() else { continue };
             for (k, a) in analysed.iter().enumerate() {
                 let Some((f, c, e)) = a else { continue };
                 let more: Vec<String> = (0..2)
-                    .map(|i| if k == 0 { String::new() } else { format!("{:.4}", shading_spread(&e0[i], &e[i]).unwrap_or(-1.0)) })
+                    .map(|i| if k == 0 { String::new() } else { format!("{:.4}", shading_spread(&e0.0[i], &e.0[i]).unwrap_or(-1.0)) })
                     .collect();
                 let spread = if k == 0 { None } else { shading_spread(&c0.shading, &c.shading) };
                 let _ = (f0, c0);
                 println!(
-                    "render,{file},{}{k},{:.3},{:.3},{:.1},{:.1},{:.1},{},{},{}",
+                    "render,{file},{}{k},{:.3},{:.3},{:.1},{:.1},{:.1},{},{}",
                     if perturbed { "perturbed" } else { "clean" },
                     c.real,
                     c.periodic,
@@ -91,12 +91,7 @@ fn main() {
                     f.pose.yaw - f0.pose.yaw,
                     f.pose.pitch - f0.pose.pitch,
                     spread.map(|s| format!("{s:.4}")).unwrap_or_default(),
-                    more.join(","),
-                    match (c0.gaze, c.gaze) {
-                        (Some(g0), Some(g)) =>
-                            format!("{:.3},{:.3},{:.3},{:.3},{:.3}", g[0] - g0[0], g[2] - g0[2], g[1] - g0[1], g[3] - g0[3], g[0]),
-                        _ => "nogaze".into(),
-                    }
+                    more.join(",")
                 );
             }
         }

@@ -5,7 +5,9 @@
 //! cargo run --release -p ekyc-liveness --example verify_latency -- [RUNS] [PHOTO] [REDIS_URL]
 //! ```
 //!
-//! Without REDIS_URL the in-process store is used. Prints the median, p90 and max.
+//! Without REDIS_URL the in-process store is used. `EKYC_PAD=off` switches
+//! presentation-attack detection off (to measure what it costs). Prints the median, p90 and
+//! max of a whole 3-step VerifyChallenge and of one CheckFrame.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,7 +24,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runs: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(20);
     let photo = args.next().unwrap_or_else(|| "../shared/faces/obama_1.jpg".into());
     let redis_url = args.next();
-    let cfg = LivenessConfig { redis_url: redis_url.clone(), ..Default::default() };
+    let pad_on = std::env::var("EKYC_PAD").map_or(true, |v| v != "off");
+    let mut cfg = LivenessConfig { redis_url: redis_url.clone(), replay_window_s: 0, ..Default::default() };
+    cfg.pad.enabled = pad_on;
     let engine = Arc::new(tokio::task::spawn_blocking(move || Engine::start(&VisionConfig::default(), &cfg)).await??);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -42,6 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(encode_jpeg(&face.turned(y, p), 92)?)
     };
     let mut times = Vec::with_capacity(runs);
+    let mut checks = Vec::with_capacity(runs);
     let mut passed = 0;
     for run in 0..=runs {
         let c = client.create_challenge(pb::CreateChallengeRequest { step_count: 3, ..Default::default() }).await?.into_inner();
@@ -54,6 +59,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             });
         }
         let start = Instant::now();
+        client.check_frame(pb::CheckFrameRequest { challenge_id: c.challenge_id.clone(), frame: Some(frames[0].clone()) }).await?;
+        let check_ms = start.elapsed().as_secs_f64() * 1000.0;
+        let start = Instant::now();
         let r = client
             .verify_challenge(pb::VerifyChallengeRequest { challenge_id: c.challenge_id, frames, frame_attestations: vec![] })
             .await?
@@ -62,17 +70,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if run > 0 {
             // The first run pays connection and allocator warm-up.
             times.push(ms);
+            checks.push(check_ms);
             passed += usize::from(r.passed);
         }
     }
     times.sort_by(f64::total_cmp);
-    let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
+    checks.sort_by(f64::total_cmp);
+    let pct = |v: &[f64], p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
     println!(
-        "3-step VerifyChallenge over gRPC ({} store, {photo}): median {:.1} ms, p90 {:.1} ms, max {:.1} ms over {runs} runs; {passed} passed",
+        "PAD {}: 3-step VerifyChallenge over gRPC ({} store, {photo}): median {:.1} ms, p90 {:.1} ms, max {:.1} ms over {runs} runs; {passed} passed",
+        if pad_on { "on" } else { "off" },
         if redis_url.is_some() { "redis" } else { "in-process" },
-        pct(0.5),
-        pct(0.9),
-        pct(1.0)
+        pct(&times, 0.5),
+        pct(&times, 0.9),
+        pct(&times, 1.0)
+    );
+    println!(
+        "PAD {}: one CheckFrame: median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        if pad_on { "on" } else { "off" },
+        pct(&checks, 0.5),
+        pct(&checks, 0.9),
+        pct(&checks, 1.0)
     );
     Ok(())
 }

@@ -125,6 +125,8 @@ const FACE_HASH_PURPOSE: &str = "liveness-face-phash";
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub verdict: Verdict,
+    /// The same-person threshold the verdict applied (sealed in the challenge).
+    pub match_threshold: f32,
     pub client_reference: Option<String>,
     pub verified_ms: i64,
 }
@@ -216,7 +218,9 @@ impl Engine {
         };
         let load = |e: VisionError| LivenessError::Internal(format!("loading models: {e}"));
         let threads = if cfg.workers > 0 { cfg.workers } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) };
-        let worker_vision = VisionConfig { intra_threads: 1, ..vision.clone() };
+        // `vision.intra_threads` per worker session as set; 0: one, as the workers already
+        // spread over the cores.
+        let worker_vision = VisionConfig { intra_threads: vision.intra_threads.max(1), ..vision.clone() };
         let worker_cfg = cfg.clone();
         if cfg.pad.enabled && vision.anti_spoofing.models.is_empty() {
             tracing::warn!("vision.anti_spoofing lists no model: PAD runs on its other cues only");
@@ -410,7 +414,12 @@ impl Engine {
     pub async fn verify(&self, id: &str, frames: Vec<Frame>, attestations: Vec<Vec<u8>>) -> Result<Outcome, LivenessError> {
         let now = now_ms();
         let rejected = |code: Code, msg: &str| {
-            Ok(Outcome { verdict: Verdict::rejected(Reason::new(code, msg)), client_reference: None, verified_ms: now })
+            Ok(Outcome {
+                verdict: Verdict::rejected(Reason::new(code, msg)),
+                match_threshold: self.vision.match_threshold,
+                client_reference: None,
+                verified_ms: now,
+            })
         };
         let parsed = match ChallengeId::decode(id, &self.keys) {
             Ok(p) => p,
@@ -462,7 +471,7 @@ impl Engine {
         let verdict = verify(&opened.spec, &analysed, &opened.cfg, opened.match_threshold);
         let client_reference = opened.client_reference;
         metrics::counter!("ekyc_liveness_verifications_total", "passed" => verdict.passed.to_string()).increment(1);
-        Ok(Outcome { verdict, client_reference, verified_ms: now_ms() })
+        Ok(Outcome { verdict, match_threshold: opened.match_threshold, client_reference, verified_ms: now_ms() })
     }
 
     async fn analyse(&self, frame: Frame) -> Result<Analysed, LivenessError> {

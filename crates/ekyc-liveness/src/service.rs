@@ -207,6 +207,7 @@ impl LivenessService {
             }),
             timing: Some(pb::Timing { queue_ms: 0.0, inference_ms: 0.0, total_ms: started.elapsed().as_secs_f32() * 1000.0 }),
             client_reference: outcome.client_reference,
+            same_person_threshold: outcome.match_threshold,
         })
     }
 }

@@ -26,6 +26,9 @@ pub(crate) struct MeasuredFrame {
     pub attestation: Vec<u8>,
     pub embedding: Option<Embedding>,
     pub sha256: String,
+    /// The same-person threshold the liveness service applies (one threshold for a frame
+    /// judged on arrival and for the challenge's verdict).
+    pub same_person_threshold: f32,
 }
 
 /// A measured document photo not yet stored.
@@ -82,7 +85,14 @@ impl Engine {
             frame_sha256: if r.frame_sha256.is_empty() { sha256.clone() } else { r.frame_sha256.clone() },
             reasons: r.reasons,
         };
-        Ok(MeasuredFrame { step_index, check, attestation: resp.attestation, embedding: resp.embedding, sha256 })
+        Ok(MeasuredFrame {
+            step_index,
+            check,
+            attestation: resp.attestation,
+            embedding: resp.embedding,
+            sha256,
+            same_person_threshold: resp.same_person_threshold,
+        })
     }
 
     pub(crate) async fn measure_document(&self, s: &Session, image: ekyc_proto::v1::Image, type_hint: i32) -> Result<MeasuredDocument> {

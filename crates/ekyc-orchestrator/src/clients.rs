@@ -3,12 +3,17 @@
 //! concurrency slot), only idempotent calls are retried (on UNAVAILABLE or
 //! RESOURCE_EXHAUSTED, with backoff, within the same deadline), each backend has its own
 //! concurrency limit, and the W3C trace context of the current span travels in the metadata.
-//! Channels connect lazily and reconnect by themselves: a backend that is down when the
-//! orchestrator starts is simply unavailable until it comes up. `https://` endpoints speak
+//! Each backend's channel is balanced over all its replicas, found by resolving the
+//! endpoint's host again and again and checking each address's health ([`crate::discovery`]);
+//! connections are made in the background and remade by themselves: a backend that is down
+//! when the orchestrator starts is simply unavailable until it comes up. Every call's
+//! latency and outcome go to `ekyc_backend_call_seconds{backend,method,outcome}`. `https://` endpoints speak
 //! TLS verified against `backends.<name>.tls.ca_file`, presenting this orchestrator's client
 //! certificate when one is configured (the backends' mutual TLS).
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ekyc_proto::v1::document_client::DocumentClient;
@@ -25,6 +30,7 @@ use tower::limit::ConcurrencyLimit;
 use tracing::Instrument;
 
 use crate::config::{BackendConfig, Backends as BackendsConfig};
+use crate::discovery::{self, Resolver, Target};
 use crate::error::OrchestratorError;
 
 type Interceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
@@ -116,27 +122,72 @@ pub struct Backends {
     facematch: Backend<FaceMatchClient<Svc>>,
 }
 
-fn channel(name: &str, cfg: &BackendConfig) -> Result<Svc, OrchestratorError> {
-    let mut endpoint = Endpoint::from_shared(cfg.endpoint.clone())
-        .map_err(|e| OrchestratorError::Config(format!("backends.{name}.endpoint {:?}: {e}", cfg.endpoint)))?;
-    // https:// with the configured CA (and client certificate: mutual TLS); http:// plain.
+fn channel(name: &'static str, cfg: &BackendConfig, resolver: &Resolver) -> Result<Svc, OrchestratorError> {
+    let bad = |e: String| OrchestratorError::Config(format!("backends.{name}.endpoint {:?}: {e}", cfg.endpoint));
+    let uri: http::Uri = cfg.endpoint.parse().map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
+    let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        return Err(bad("expected http://HOST:PORT or https://HOST:PORT".into()));
+    };
+    let scheme = scheme.to_string();
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+    // https:// with the configured CA (and client certificate: mutual TLS), verifying the
+    // endpoint's host name (not the replica's address) unless `tls.server_name` says another.
+    let tls = cfg.tls.load().map_err(|e| OrchestratorError::Config(format!("backends.{name}.tls: {e}")))?;
+    let tls = tls.map(|t| if cfg.tls.server_name.is_none() { t.domain_name(host.clone()) } else { t });
+    let (connect_timeout, origin) = (Duration::from_millis(cfg.connect_timeout_ms), uri.clone());
+    // Every replica is reached at its address, with the same TLS and HTTP/2 settings.
+    let endpoint = Arc::new(move |addr: SocketAddr| {
+        let mut e = Endpoint::from_shared(format!("{scheme}://{addr}")).expect("a socket address makes a valid URI");
+        if let Some(tls) = &tls {
+            e = e.tls_config(tls.clone()).expect("the TLS settings were loaded");
+        }
+        e.origin(origin.clone())
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+    });
+    // Fail at start on TLS settings tonic refuses, not in the background task.
     if let Some(tls) = cfg.tls.load().map_err(|e| OrchestratorError::Config(format!("backends.{name}.tls: {e}")))? {
-        endpoint = endpoint.tls_config(tls).map_err(|e| OrchestratorError::Config(format!("backends.{name}.tls: {e}")))?;
+        Endpoint::from_static("https://127.0.0.1")
+            .tls_config(tls)
+            .map_err(|e| OrchestratorError::Config(format!("backends.{name}.tls: {e}")))?;
     }
-    let endpoint = endpoint
-        .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_timeout(Duration::from_secs(10));
-    let limited = ConcurrencyLimit::new(endpoint.connect_lazy(), cfg.max_concurrency);
+    let target = Target {
+        backend: name,
+        health_name: health_name(name),
+        host,
+        port,
+        endpoint,
+        interval: Duration::from_millis(cfg.discovery_interval_ms),
+        check_timeout: Duration::from_millis(cfg.connect_timeout_ms.max(200)),
+    };
+    let limited = ConcurrencyLimit::new(discovery::balanced(target, Arc::clone(resolver)), cfg.max_concurrency);
     Ok(InterceptedService::new(limited, trace_context as Interceptor))
 }
 
+/// The gRPC service a backend serves, whose health decides whether a replica gets calls.
+fn health_name(backend: &str) -> &'static str {
+    match backend {
+        "liveness" => ekyc_runtime::ServiceKind::Liveness.grpc_name(),
+        "document" => ekyc_runtime::ServiceKind::Document.grpc_name(),
+        _ => ekyc_runtime::ServiceKind::Facematch.grpc_name(),
+    }
+}
+
 impl Backends {
-    /// Clients for the configured endpoints; nothing is connected yet.
+    /// Clients for the configured endpoints, each balanced over the addresses its host
+    /// resolves to in DNS ([`crate::discovery`]); connections are made in the background.
+    /// Needs a Tokio runtime.
     pub fn new(cfg: &BackendsConfig, max_message_bytes: usize) -> Result<Backends, OrchestratorError> {
+        Self::with_resolver(cfg, max_message_bytes, discovery::dns())
+    }
+
+    /// [`Backends::new`] with another resolver of the endpoints' hosts.
+    pub fn with_resolver(cfg: &BackendsConfig, max_message_bytes: usize, resolver: Resolver) -> Result<Backends, OrchestratorError> {
         let backend = |name: &'static str, c: &BackendConfig| -> Result<(Svc, Duration, u32), OrchestratorError> {
-            Ok((channel(name, c)?, Duration::from_millis(c.timeout_ms), c.retries))
+            Ok((channel(name, c, &resolver)?, Duration::from_millis(c.timeout_ms), c.retries))
         };
         let (l, lt, lr) = backend("liveness", &cfg.liveness)?;
         let (d, dt, dr) = backend("document", &cfg.document)?;
@@ -195,7 +246,8 @@ where
     Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
 {
     let span = tracing::info_span!("backend call", backend = b.name, method, attempts = tracing::field::Empty);
-    async {
+    let started = Instant::now();
+    let result = async {
         let deadline = Instant::now() + b.timeout;
         let timeout = BackendError::Timeout { backend: b.name, ms: b.timeout.as_millis() as u64 };
         let mut attempt = 0u32;
@@ -230,7 +282,15 @@ where
         }
     }
     .instrument(span)
-    .await
+    .await;
+    let outcome = match &result {
+        Ok(_) => "OK",
+        Err(BackendError::Timeout { .. }) => "TIMEOUT",
+        Err(BackendError::Status { status, .. }) => ekyc_runtime::admission::code_name(status.code()),
+    };
+    metrics::histogram!("ekyc_backend_call_seconds", "backend" => b.name, "method" => method, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    result
 }
 
 #[cfg(test)]
@@ -303,5 +363,104 @@ mod tests {
         let anonymous = Backends::new(&cfg, 1 << 20).expect("clients");
         let e = anonymous.extract_portrait(ExtractPortraitRequest::default()).await.expect_err("no client certificate");
         assert!(e.is_unavailable(), "{e:?}");
+    }
+
+    /// A document backend that counts the calls it answers.
+    #[derive(Debug, Clone)]
+    struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+    #[tonic::async_trait]
+    impl Document for Counting {
+        async fn extract_portrait(
+            &self,
+            _: tonic::Request<ExtractPortraitRequest>,
+        ) -> Result<tonic::Response<ExtractPortraitResponse>, tonic::Status> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(tonic::Response::new(ExtractPortraitResponse::default()))
+        }
+    }
+
+    /// Serves a counting document backend on `tcp` until the returned sender is dropped.
+    fn replica(tcp: tokio::net::TcpListener) -> (Arc<std::sync::atomic::AtomicUsize>, tokio::sync::oneshot::Sender<()>) {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let api = DocumentServer::new(Counting(Arc::clone(&calls)));
+        tokio::spawn(async move {
+            let ready = Engine::<(), fn() -> Result<(), String>>::Ready(Arc::new(()));
+            let shutdown = async move {
+                let _ = rx.await;
+            };
+            serve_api(ekyc_runtime::ServiceKind::Document, Arc::default(), ready, api, 64, Listener::from(tcp), shutdown)
+                .await
+                .expect("serves")
+        });
+        (calls, stop)
+    }
+
+    /// Two replicas behind one name, as a headless Service's DNS name is: 127.0.0.1 and
+    /// 127.0.0.2 on the same port, over real gRPC. Calls from one client reach both; a
+    /// replica that joins later gets calls; one that dies leaves the balancer within seconds.
+    #[tokio::test]
+    async fn calls_spread_over_the_replicas_a_name_resolves_to() {
+        let first = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+        let port = first.local_addr().expect("addr").port();
+        let second = tokio::net::TcpListener::bind(("127.0.0.2", port)).await.expect("127.0.0.2 on the same port");
+        let (a, b) = (first.local_addr().expect("addr"), second.local_addr().expect("addr"));
+        let (calls_a, _stop_a) = replica(first);
+        let (calls_b, stop_b) = replica(second);
+        // The name resolves to what the table holds now, like DNS of a headless Service.
+        let table = Arc::new(std::sync::Mutex::new(vec![a]));
+        let lookup = Arc::clone(&table);
+        let resolver: Resolver = Arc::new(move |host: String, p: u16| {
+            let addrs = lookup.lock().expect("table").clone();
+            Box::pin(async move {
+                assert_eq!((host.as_str(), p), ("document.ekyc.svc", port));
+                Ok(addrs)
+            })
+        });
+        let mut cfg = BackendsConfig::default();
+        cfg.document.endpoint = format!("http://document.ekyc.svc:{port}");
+        cfg.document.discovery_interval_ms = 200;
+        cfg.document.timeout_ms = 3000;
+        // No retries: a call sent to a dead replica fails, so every success below counts.
+        cfg.document.retries = 0;
+        let backends = Backends::with_resolver(&cfg, 1 << 20, resolver).expect("clients");
+        let count = |c: &Arc<std::sync::atomic::AtomicUsize>| c.load(std::sync::atomic::Ordering::SeqCst);
+        let calls = |n: usize| {
+            let backends = backends.clone();
+            async move {
+                for _ in 0..n {
+                    backends.extract_portrait(ExtractPortraitRequest::default()).await.expect("served");
+                }
+            }
+        };
+
+        calls(20).await;
+        assert_eq!((count(&calls_a), count(&calls_b)), (20, 0), "one replica resolved");
+
+        // Scale-out: the second replica joins at the next rounds.
+        table.lock().expect("table").push(b);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        calls(100).await;
+        let (on_a, on_b) = (count(&calls_a) - 20, count(&calls_b));
+        assert_eq!(on_a + on_b, 100);
+        // Each replica's share is Binomial(100, 1/2) when calls are spread evenly.
+        assert!(on_a >= 25 && on_b >= 25, "calls not spread: {on_a} on {a}, {on_b} on {b}");
+
+        // The second replica dies (its address still resolves, as in DNS until the readiness
+        // probe fails): its failed health check takes it out of the balancer.
+        drop(stop_b);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let before = count(&calls_a);
+        let started = Instant::now();
+        for i in 0..40 {
+            backends
+                .extract_portrait(ExtractPortraitRequest::default())
+                .await
+                .unwrap_or_else(|e| panic!("call {i} after the replica died: {e:?}"));
+        }
+        assert_eq!(count(&calls_a) - before, 40, "the survivor answered every call");
+        assert_eq!(count(&calls_b), on_b, "nothing reached the dead replica");
+        assert!(started.elapsed() < Duration::from_secs(3), "no call waited for the dead replica");
     }
 }

@@ -25,6 +25,10 @@ pub struct BackendConfig {
     pub max_concurrency: usize,
     /// Extra attempts of idempotent calls that failed UNAVAILABLE or RESOURCE_EXHAUSTED.
     pub retries: u32,
+    /// How often the endpoint's host is resolved again and each replica's health checked,
+    /// in milliseconds: a new replica gets calls, and a dead one stops getting them, within
+    /// about this long ([`crate::discovery`]).
+    pub discovery_interval_ms: u64,
     /// TLS of an `https://` endpoint: the CA, this client's certificate (mutual TLS) and
     /// the server name to verify. Required for `https://`, refused for `http://`.
     pub tls: ekyc_runtime::tls::ClientTlsSettings,
@@ -38,6 +42,7 @@ impl BackendConfig {
             connect_timeout_ms: 1_000,
             max_concurrency: 16,
             retries: 2,
+            discovery_interval_ms: 2_000,
             tls: ekyc_runtime::tls::ClientTlsSettings::default(),
         }
     }
@@ -176,8 +181,10 @@ impl OrchestratorConfig {
             if !(b.endpoint.starts_with("http://") || b.endpoint.starts_with("https://")) {
                 return Err(format!("backends.{name}.endpoint must start with http:// or https://"));
             }
-            if b.timeout_ms == 0 || b.max_concurrency == 0 || b.connect_timeout_ms == 0 {
-                return Err(format!("backends.{name}: timeout_ms, connect_timeout_ms and max_concurrency must be at least 1"));
+            if b.timeout_ms == 0 || b.max_concurrency == 0 || b.connect_timeout_ms == 0 || b.discovery_interval_ms == 0 {
+                return Err(format!(
+                    "backends.{name}: timeout_ms, connect_timeout_ms, max_concurrency and discovery_interval_ms must be at least 1"
+                ));
             }
             b.tls.validate(&format!("backends.{name}"), &b.endpoint)?;
         }

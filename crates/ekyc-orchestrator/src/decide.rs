@@ -9,7 +9,13 @@
 //! 2. A required factor that failed on the user's evidence means `REJECT`.
 //! 3. Below `review_threshold`: `REJECT`; below `accept_threshold`: `REVIEW`.
 //! 4. `ACCEPT` also needs: a valid signature when the policy says so
-//!    (`POLICY_REQUIRES_SIGNATURE`), and no signature that was given and failed.
+//!    (`POLICY_REQUIRES_SIGNATURE`), no signature that was given and failed, a PAD attack
+//!    score below the policy's `pad_review_score` (PRESENTATION_ATTACK_SUSPECTED as a
+//!    warning) and, unless the policy says it does not test PAD (`require_pad = false`),
+//!    presentation-attack detection that ran (PAD_NOT_CHECKED).
+//!
+//! The PAD factor scores `1 - attack score` and fails (a required factor: REJECT) when the
+//! liveness service's own threshold is reached.
 
 use ekyc_proto::v1::{Decision, Factor, FactorKind, MatchScore, Reason, ReasonCode};
 
@@ -29,6 +35,18 @@ pub enum Outcome<T> {
 pub struct Liveness {
     pub passed: bool,
     pub score: f32,
+    pub reasons: Vec<Reason>,
+    /// What presentation-attack detection found; `None` when the liveness service does not
+    /// run it.
+    pub pad: Option<Pad>,
+}
+
+/// The liveness service's presentation-attack detection on the challenge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pad {
+    pub attack_score: f32,
+    /// The liveness service's threshold (an attack at or above it fails liveness).
+    pub threshold: f32,
     pub reasons: Vec<Reason>,
 }
 
@@ -52,6 +70,8 @@ pub struct DocumentQuality {
 pub struct Identity {
     /// Lowest similarity of a challenge frame to the frontal frame.
     pub min_frame_similarity: Option<f32>,
+    /// The liveness service's same-person threshold (the one its verdict applied).
+    pub threshold: f32,
     /// FACE_CHANGED, GHOST_PORTRAIT_MISMATCH, OTHER_FACES_PRESENT, ...
     pub reasons: Vec<Reason>,
 }
@@ -98,20 +118,56 @@ pub fn decide(policy: &Policy, evidence: &Evidence) -> Verdict {
     let mut factors: Vec<Factor> = Vec::new();
     let mut reasons: Vec<Reason> = Vec::new();
     let mut unavailable = false;
+    let mut pad_review: Option<Reason> = None;
     match &evidence.liveness {
         Outcome::Absent => {}
         Outcome::Unavailable(why) => {
             unavailable = true;
             reasons.push(why.clone());
         }
-        Outcome::Measured(l) => factors.push(factor(
-            FactorKind::Liveness,
-            w.liveness,
-            r.require_frames,
-            if l.passed { l.score } else { 0.0 },
-            l.passed,
-            l.reasons.clone(),
-        )),
+        Outcome::Measured(l) => {
+            factors.push(factor(
+                FactorKind::Liveness,
+                w.liveness,
+                r.require_frames,
+                if l.passed { l.score } else { 0.0 },
+                l.passed,
+                l.reasons.clone(),
+            ));
+            match &l.pad {
+                Some(p) => {
+                    let passed = p.attack_score < p.threshold;
+                    factors.push(factor(
+                        FactorKind::PresentationAttack,
+                        w.presentation_attack,
+                        r.require_frames,
+                        1.0 - p.attack_score,
+                        passed,
+                        p.reasons.clone(),
+                    ));
+                    if let Some(f) = factors.last_mut() {
+                        f.threshold = Some(p.threshold);
+                    }
+                    if passed && p.attack_score >= r.pad_review_score {
+                        let mut x = reason(
+                            ReasonCode::PresentationAttackSuspected,
+                            "presentation-attack detection is not sure this was a live person: refer to staff",
+                            false,
+                        );
+                        (x.measured, x.limit) = (Some(f64::from(p.attack_score)), Some(f64::from(r.pad_review_score)));
+                        pad_review = Some(x);
+                    }
+                }
+                None if r.require_pad => {
+                    pad_review = Some(reason(
+                        ReasonCode::PadNotChecked,
+                        "the liveness service did not run presentation-attack detection: refer to staff",
+                        false,
+                    ));
+                }
+                None => {}
+            }
+        }
     }
     match &evidence.face_match {
         Outcome::Absent => {}
@@ -158,12 +214,12 @@ pub fn decide(policy: &Policy, evidence: &Evidence) -> Verdict {
             let blocking = i.reasons.iter().any(|x| x.blocking);
             let base = match i.min_frame_similarity {
                 // 0.5 at the same-person threshold, 1 at 0.9 and above.
-                Some(s) => 0.5 + 0.5 * (s - r.same_person_threshold) / (0.9 - r.same_person_threshold).max(0.05),
+                Some(s) => 0.5 + 0.5 * (s - i.threshold) / (0.9 - i.threshold).max(0.05),
                 None => 0.75,
             };
             let warnings = i.reasons.iter().filter(|x| !x.blocking).count() as f32;
             let score = if blocking { 0.0 } else { clamp01(base) - 0.1 * warnings };
-            let passed = !blocking && i.min_frame_similarity.is_none_or(|s| s >= r.same_person_threshold);
+            let passed = !blocking && i.min_frame_similarity.is_none_or(|s| s >= i.threshold);
             factors.push(factor(
                 FactorKind::IdentityConsistency,
                 w.identity_consistency,
@@ -214,6 +270,7 @@ pub fn decide(policy: &Policy, evidence: &Evidence) -> Verdict {
                 Ok(FactorKind::Liveness) => ReasonCode::LivenessFailed,
                 Ok(FactorKind::FaceMatch) => ReasonCode::FaceMismatch,
                 Ok(FactorKind::Signature) => ReasonCode::SignatureInvalid,
+                Ok(FactorKind::PresentationAttack) => ReasonCode::PresentationAttackSuspected,
                 Ok(FactorKind::DocumentQuality) => {
                     f.reasons.iter().find(|x| x.blocking).and_then(|x| ReasonCode::try_from(x.code).ok()).unwrap_or(ReasonCode::NoPortrait)
                 }
@@ -250,6 +307,10 @@ pub fn decide(policy: &Policy, evidence: &Evidence) -> Verdict {
             reasons.push(reason(ReasonCode::SignatureInvalid, "a signature was given and did not verify: refer to staff", false));
             d = Decision::Review;
         }
+        if let Some(x) = pad_review.take() {
+            reasons.push(x);
+            d = Decision::Review;
+        }
         d
     };
     // An unreachable backend can lower a decision to REVIEW but never lead to ACCEPT, and it
@@ -269,10 +330,15 @@ mod tests {
 
     fn good() -> Evidence {
         Evidence {
-            liveness: Outcome::Measured(Liveness { passed: true, score: 0.95, reasons: vec![] }),
+            liveness: Outcome::Measured(Liveness {
+                passed: true,
+                score: 0.95,
+                reasons: vec![],
+                pad: Some(Pad { attack_score: 0.05, threshold: 0.5, reasons: vec![] }),
+            }),
             face_match: Outcome::Measured(FaceMatch { similarity: Some(0.78), threshold: 0.62, match_score: None, reasons: vec![] }),
             document: Outcome::Measured(DocumentQuality { usable: true, reasons: vec![] }),
-            identity: Outcome::Measured(Identity { min_frame_similarity: Some(0.8), reasons: vec![] }),
+            identity: Outcome::Measured(Identity { min_frame_similarity: Some(0.8), threshold: 0.62, reasons: vec![] }),
             signature: Outcome::Absent,
         }
     }
@@ -329,8 +395,12 @@ mod tests {
     #[test]
     fn failed_liveness_rejects_whatever_the_score() {
         let mut e = good();
-        e.liveness =
-            Outcome::Measured(Liveness { passed: false, score: 0.9, reasons: vec![reason(ReasonCode::PoseNotReached, "x", true)] });
+        e.liveness = Outcome::Measured(Liveness {
+            passed: false,
+            score: 0.9,
+            reasons: vec![reason(ReasonCode::PoseNotReached, "x", true)],
+            pad: None,
+        });
         let v = decide(&policy("low-risk"), &e);
         assert_eq!(v.decision, Decision::Reject);
         assert!(codes(&v).contains(&ReasonCode::LivenessFailed));
@@ -340,7 +410,7 @@ mod tests {
     fn a_weak_but_passing_match_is_referred_to_staff() {
         let mut e = good();
         e.face_match = Outcome::Measured(FaceMatch { similarity: Some(0.63), threshold: 0.62, match_score: None, reasons: vec![] });
-        e.identity = Outcome::Measured(Identity { min_frame_similarity: Some(0.56), reasons: vec![] });
+        e.identity = Outcome::Measured(Identity { min_frame_similarity: Some(0.56), threshold: 0.62, reasons: vec![] });
         e.document = Outcome::Measured(DocumentQuality { usable: true, reasons: vec![reason(ReasonCode::Glare, "glare", false)] });
         let v = decide(&policy("low-risk"), &e);
         assert_eq!(v.decision, Decision::Review, "{v:?}");

@@ -204,9 +204,9 @@ impl Engine {
         if s.steps[step].frames_received >= self.cfg.max_frames_per_step {
             return Err(too_many_frames(step, self.cfg.max_frames_per_step));
         }
-        let policy = self.policy(&s)?.clone();
+        self.policy(&s)?;
         let measured = self.measure_frame(&s, frame).await?;
-        let (check, kept, digest) = keep_frame(&policy, &s, measured);
+        let (check, kept, digest) = keep_frame(&s, measured);
         let satisfied = kept.satisfied;
         let (s, ()) = self
             .sessions
@@ -330,14 +330,22 @@ impl Engine {
                 self.cfg.max_frames_per_step
             )));
         }
-        let policy = self.policy(&s)?.clone();
+        self.policy(&s)?;
         let signature = match req.signature {
             Some(ev) => Some(self.check_signature(&s, ev).await?),
             None => None,
         };
-        // Measure all frames concurrently (the liveness backend's limit bounds it) and the
-        // document beside them; nothing is stored until all of them have answered.
-        let frames = futures::future::try_join_all(req.frames.into_iter().map(|f| self.measure_frame(&s, f)));
+        // Measure the frames one after another in request order (the liveness service orders
+        // a challenge's steps by when it received their frames, so the request's order is the
+        // order it judges) and the document beside them; nothing is stored until all of them
+        // have answered.
+        let frames = async {
+            let mut measured = Vec::with_capacity(req.frames.len());
+            for f in req.frames {
+                measured.push(self.measure_frame(&s, f).await?);
+            }
+            Ok::<_, OrchestratorError>(measured)
+        };
         let document = async {
             match req.document {
                 Some(img) => self.measure_document(&s, img, req.document_type_hint).await.map(Some),
@@ -350,7 +358,7 @@ impl Engine {
         let mut next = s.clone();
         for m in frames {
             let step = m.step_index as usize;
-            let (_, kept, digest) = keep_frame(&policy, &next, m);
+            let (_, kept, digest) = keep_frame(&next, m);
             apply_frame(&mut next, step, kept, digest, self.cfg.max_frames_per_step)?;
         }
         if let Some(d) = document {

@@ -10,15 +10,14 @@ use crate::calls::{MeasuredDocument, MeasuredFrame};
 use crate::decide::reason;
 use crate::engine::Result;
 use crate::error::OrchestratorError;
-use crate::policy::Policy;
 use crate::session::{ImageDigest, KeptDocument, KeptEmbedding, KeptFrame, Phase, Session};
 use crate::store::now_ms;
 
 /// What a session keeps of a measured frame: its check completed with the same-person test
 /// against the kept frontal frame, the attestation, the embedding, the digest.
-pub(crate) fn keep_frame(policy: &Policy, s: &Session, m: MeasuredFrame) -> (FrameCheck, KeptFrame, ImageDigest) {
+pub(crate) fn keep_frame(s: &Session, m: MeasuredFrame) -> (FrameCheck, KeptFrame, ImageDigest) {
     let frontal = frontal_embedding(s, true);
-    let check = judge_frame(policy, s, m.check, m.embedding.as_ref(), frontal.as_ref());
+    let check = judge_frame(m.same_person_threshold, s, m.check, m.embedding.as_ref(), frontal.as_ref());
     let embedding = m.embedding.as_ref().and_then(KeptEmbedding::from_proto);
     let kept =
         KeptFrame { check: prost::Message::encode_to_vec(&check), satisfied: check.step_satisfied, attestation: m.attestation, embedding };
@@ -79,9 +78,10 @@ pub(crate) fn validate_frame(s: &Session, f: &Frame, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Completes a frame's check with the same-person test against the frontal frame.
+/// Completes a frame's check with the same-person test against the frontal frame, at the
+/// liveness service's own threshold (the one its verdict applies).
 pub(crate) fn judge_frame(
-    policy: &Policy,
+    threshold: f32,
     s: &Session,
     mut check: FrameCheck,
     emb: Option<&Embedding>,
@@ -92,11 +92,10 @@ pub(crate) fn judge_frame(
         check.similarity_to_reference = cosine(&e.values, &f.values);
     }
     if let Some(sim) = check.similarity_to_reference
-        && sim < policy.rules.same_person_threshold
+        && sim < threshold
     {
         let mut r = reason(ReasonCode::FaceChanged, "this face is not the one in the frontal frame", true);
-        (r.measured, r.limit, r.step_index) =
-            (Some(f64::from(sim)), Some(f64::from(policy.rules.same_person_threshold)), Some(check.step_index));
+        (r.measured, r.limit, r.step_index) = (Some(f64::from(sim)), Some(f64::from(threshold)), Some(check.step_index));
         check.reasons.push(r);
         check.step_satisfied = false;
     }

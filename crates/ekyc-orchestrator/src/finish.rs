@@ -122,6 +122,15 @@ impl Engine {
             })
             .await?;
         tracing::info!(session = %self.sessions.log_ref(&stored.id), decision = ?verdict.decision, score = verdict.score, "session finished");
+        // Decisions by policy and outcome, and the reasons behind them (bounded label sets:
+        // configured policy names, the proto's enums).
+        let outcome = verdict.decision.as_str_name();
+        metrics::counter!("ekyc_decisions_total", "policy" => policy.name.clone(), "decision" => outcome).increment(1);
+        for r in &verdict.reasons {
+            let code = ekyc_proto::v1::ReasonCode::try_from(r.code).map_or("UNKNOWN", |c| c.as_str_name());
+            metrics::counter!("ekyc_decision_reasons_total", "policy" => policy.name.clone(), "decision" => outcome, "reason" => code)
+                .increment(1);
+        }
         Ok(result)
     }
 
@@ -146,6 +155,17 @@ impl Engine {
                 reasons,
             }));
         };
+        // Never compare embeddings of two models (a backend upgraded between the frame and
+        // the document): their cosine means nothing. Refuse here, with the reason
+        // facematch would give, rather than pass a score on.
+        if let Err(why) = same_model(&a, &b) {
+            return Ok(Outcome::Measured(decide::FaceMatch {
+                similarity: None,
+                threshold: policy.rules.face_match_threshold.unwrap_or(0.0),
+                match_score: None,
+                reasons: vec![reason(ReasonCode::EmbeddingModelMismatch, why, true)],
+            }));
+        }
         let req = CompareRequest {
             a: Some(FaceInput { input: Some(face_input::Input::Embedding(a)) }),
             b: Some(FaceInput { input: Some(face_input::Input::Embedding(b)) }),
@@ -164,14 +184,50 @@ impl Engine {
             s.steps.iter().filter_map(|st| st.kept.as_ref()).map(|k| k.attestation.clone()).filter(|a| !a.is_empty()).collect();
         let req = VerifyChallengeRequest { challenge_id: challenge.challenge_id.clone(), frames: vec![], frame_attestations: attestations };
         match self.backends.verify_challenge(req).await {
-            Ok(resp) => Ok((decide::Liveness { passed: resp.passed, score: resp.liveness_score, reasons: resp.reasons.clone() }, resp)),
+            Ok(resp) => {
+                let pad = resp.pad.as_ref().map(|p| decide::Pad {
+                    attack_score: p.attack_score,
+                    threshold: p.threshold,
+                    reasons: resp
+                        .reasons
+                        .iter()
+                        .filter(|r| {
+                            [
+                                ReasonCode::PresentationAttackSuspected,
+                                ReasonCode::PrintAttackSuspected,
+                                ReasonCode::ScreenReplaySuspected,
+                                ReasonCode::RenderedFromStillSuspected,
+                            ]
+                            .contains(&ReasonCode::try_from(r.code).unwrap_or_default())
+                        })
+                        .cloned()
+                        .collect(),
+                });
+                Ok((decide::Liveness { passed: resp.passed, score: resp.liveness_score, reasons: resp.reasons.clone(), pad }, resp))
+            }
             Err(e) if e.is_unavailable() => Err(reason(e.reason_code(), e.describe(), false)),
             Err(e) => Ok((
-                decide::Liveness { passed: false, score: 0.0, reasons: vec![reason(ReasonCode::LivenessFailed, e.describe(), true)] },
+                decide::Liveness {
+                    passed: false,
+                    score: 0.0,
+                    reasons: vec![reason(ReasonCode::LivenessFailed, e.describe(), true)],
+                    pad: None,
+                },
                 ekyc_proto::v1::VerifyChallengeResponse::default(),
             )),
         }
     }
+}
+
+/// The frame's and the portrait's embeddings come from one named model.
+fn same_model(frame: &ekyc_proto::v1::Embedding, portrait: &ekyc_proto::v1::Embedding) -> std::result::Result<(), String> {
+    if frame.model_id.is_empty() || frame.model_id != portrait.model_id {
+        return Err(format!(
+            "EMBEDDING_MODEL_MISMATCH: the frame was embedded by `{}` and the portrait by `{}`; embeddings of different models cannot be compared: add the evidence again",
+            frame.model_id, portrait.model_id
+        ));
+    }
+    Ok(())
 }
 
 /// Identity consistency: frames of one person (from the liveness verdict), and a document
@@ -182,7 +238,9 @@ fn identity_outcome(
 ) -> (Outcome<decide::Identity>, Option<f32>) {
     let mut reasons = Vec::new();
     let mut min_sim: Option<f32> = None;
+    let mut threshold = 0.0;
     if let Ok((_, resp)) = liveness {
+        threshold = resp.same_person_threshold;
         for st in &resp.steps {
             if let Some(sim) = st.similarity_to_reference {
                 min_sim = Some(min_sim.map_or(sim, |m: f32| m.min(sim)));
@@ -198,5 +256,23 @@ fn identity_outcome(
                 .cloned(),
         );
     }
-    (Outcome::Measured(decide::Identity { min_frame_similarity: min_sim, reasons }), min_sim)
+    (Outcome::Measured(decide::Identity { min_frame_similarity: min_sim, threshold, reasons }), min_sim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ekyc_proto::v1::Embedding;
+
+    fn e(model_id: &str) -> Embedding {
+        Embedding { values: vec![0.5; 128], model_id: model_id.into() }
+    }
+
+    #[test]
+    fn embeddings_of_two_models_are_never_compared() {
+        assert!(same_model(&e("sface-opencv-2021dec-f32"), &e("sface-opencv-2021dec-f32")).is_ok());
+        let why = same_model(&e("sface-opencv-2021dec-f32"), &e("faceres-human-3.3.6")).expect_err("two models");
+        assert!(why.starts_with("EMBEDDING_MODEL_MISMATCH") && why.contains("faceres-human-3.3.6"), "{why}");
+        assert!(same_model(&e(""), &e("")).is_err(), "an unnamed model is no model");
+    }
 }

@@ -20,6 +20,7 @@ pub mod calls;
 pub mod clients;
 pub mod config;
 pub mod decide;
+pub mod discovery;
 pub mod engine;
 pub mod error;
 pub mod evidence;

@@ -28,11 +28,20 @@ pub struct Weights {
     pub document_quality: f32,
     pub identity_consistency: f32,
     pub signature: f32,
+    /// Presentation-attack detection (the liveness service's PAD).
+    pub presentation_attack: f32,
 }
 
 impl Default for Weights {
     fn default() -> Self {
-        Self { liveness: 0.3, face_match: 0.35, document_quality: 0.1, identity_consistency: 0.1, signature: 0.15 }
+        Self {
+            liveness: 0.3,
+            face_match: 0.35,
+            document_quality: 0.1,
+            identity_consistency: 0.1,
+            signature: 0.15,
+            presentation_attack: 0.15,
+        }
     }
 }
 
@@ -62,11 +71,18 @@ pub struct PolicyConfig {
     /// Similarity above the threshold at which the face-match factor scores 1 (it scores
     /// 0.5 at the threshold and 0 this far below it).
     pub face_match_margin: f32,
-    /// Cosine similarity every challenge frame must reach against the frontal frame.
-    pub same_person_threshold: f32,
     /// The certificate profile a signature's leaf must fit (`jpki-user-authentication`,
     /// `jpki-signing`); unset: any certificate that chains to a trust anchor.
     pub signature_profile: Option<String>,
+    /// PAD attack score (in [0, 1]) at or above which the session is referred to staff
+    /// (REVIEW at best, PRESENTATION_ATTACK_SUSPECTED as a warning); at or above the
+    /// liveness service's own PAD threshold the liveness factor fails (REJECT).
+    pub pad_review_score: f32,
+    /// Whether a verdict without presentation-attack detection (the liveness service runs
+    /// with `pad.enabled = false`) can be accepted. True in every real policy: such a
+    /// session is referred to staff (PAD_NOT_CHECKED). Only test rigs that do not test PAD
+    /// set it false, and say so.
+    pub require_pad: bool,
     pub weights: Weights,
 }
 
@@ -85,8 +101,9 @@ impl Default for PolicyConfig {
             review_threshold: 0.5,
             face_match_threshold: None,
             face_match_margin: 0.15,
-            same_person_threshold: 0.55,
             signature_profile: None,
+            pad_review_score: 0.3,
+            require_pad: true,
             weights: Weights::default(),
         }
     }
@@ -126,14 +143,17 @@ impl PolicyConfig {
         if !unit(self.accept_threshold) || !unit(self.review_threshold) || self.review_threshold > self.accept_threshold {
             return Err("need 0 <= review_threshold <= accept_threshold <= 1".into());
         }
-        if self.face_match_threshold.is_some_and(|t| !(-1.0..=1.0).contains(&t)) || !(-1.0..=1.0).contains(&self.same_person_threshold) {
+        if self.face_match_threshold.is_some_and(|t| !(-1.0..=1.0).contains(&t)) {
             return Err("similarity thresholds are cosines in [-1, 1]".into());
         }
         if self.face_match_margin <= 0.0 {
             return Err("face_match_margin must be positive".into());
         }
         let w = &self.weights;
-        let all = [w.liveness, w.face_match, w.document_quality, w.identity_consistency, w.signature];
+        let all = [w.liveness, w.face_match, w.document_quality, w.identity_consistency, w.signature, w.presentation_attack];
+        if !(0.0..=1.0).contains(&self.pad_review_score) {
+            return Err("pad_review_score must lie in [0, 1]".into());
+        }
         if all.iter().any(|x| !x.is_finite() || *x < 0.0) || all.iter().sum::<f32>() <= 0.0 {
             return Err("weights must be non-negative and not all zero".into());
         }

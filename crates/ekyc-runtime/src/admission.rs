@@ -10,6 +10,11 @@
 //!   once, so an overloaded service sheds load instead of queueing without bound.
 //!
 //! Wrap only the API service, so health checks and reflection are never refused.
+//!
+//! Metrics, the same for every service: `ekyc_request_duration_seconds{service,method,code}`
+//! (a histogram of admitted calls: its `_count` is the requests by method and status) and
+//! `ekyc_in_flight{service}` (calls holding a permit) against `ekyc_admission_limit{service}`; refusals here are counted in
+//! `ekyc_requests_total` like the services count their own answers.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -51,7 +56,7 @@ pub struct Admission<S> {
     receive: ReceiveLimits,
 }
 
-impl<S> Admission<S> {
+impl<S: NamedService> Admission<S> {
     /// `limit` requests in flight, bodies received under the default [`ReceiveLimits`].
     pub fn new(inner: S, limit: usize) -> Self {
         Self::with_receive(inner, limit, ReceiveLimits::default())
@@ -59,6 +64,7 @@ impl<S> Admission<S> {
 
     pub fn with_receive(inner: S, limit: usize, receive: ReceiveLimits) -> Self {
         let limit = limit.max(1);
+        metrics::gauge!("ekyc_admission_limit", "service" => S::NAME).set(limit as f64);
         Self { inner, permits: Arc::new(Semaphore::new(limit)), limit, receive }
     }
 
@@ -195,9 +201,63 @@ where
                 );
             };
             let req = http::Request::from_parts(parts, Body::new(Buffered { data: Some(data), trailers }));
+            let in_flight = InFlight::enter(S::NAME);
+            let started = std::time::Instant::now();
             let response = inner.call(req).await;
+            drop(in_flight);
             drop(permit);
+            // A unary error is answered trailers-only (grpc-status in the headers); a success
+            // sends its status in the trailers, after this point.
+            let code = response
+                .as_ref()
+                .ok()
+                .and_then(|r| r.headers().get("grpc-status"))
+                .and_then(|v| v.to_str().ok())
+                .map_or("OK", |v| v.parse::<i32>().map_or("UNKNOWN", |c| code_name(tonic::Code::from_i32(c))));
+            metrics::histogram!("ekyc_request_duration_seconds", "service" => S::NAME, "method" => method, "code" => code)
+                .record(started.elapsed().as_secs_f64());
             response
         })
+    }
+}
+
+/// Counts a call in `ekyc_in_flight{service}` until dropped (also when the caller goes away).
+struct InFlight(metrics::Gauge);
+
+impl InFlight {
+    fn enter(service: &'static str) -> Self {
+        let g = metrics::gauge!("ekyc_in_flight", "service" => service);
+        g.increment(1.0);
+        InFlight(g)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// The status code's name as gRPC spells it (`RESOURCE_EXHAUSTED`), for metric labels.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
     }
 }

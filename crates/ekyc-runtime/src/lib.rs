@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod convert;
+pub mod cpu;
 pub mod redis;
 pub mod replay;
 pub mod seal;

@@ -151,6 +151,7 @@ impl Redis {
             Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
         };
         let id = correlation_id();
+        metrics::counter!("ekyc_redis_errors_total", "store" => self.store).increment(1);
         tracing::warn!(correlation_id = %id, server = %self.server, store = self.store, error = %detail, "redis command failed");
         Err(format!("{} unavailable (ref {id})", self.store))
     }

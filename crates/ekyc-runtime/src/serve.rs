@@ -82,12 +82,18 @@ pub fn limits_for(max_message_bytes: usize) -> ServeLimits {
     l
 }
 
+/// `ekyc_serving{service}`: 1 while the service's own health name is SERVING, else 0.
+fn serving_gauge(kind: ServiceKind, serving: bool) {
+    metrics::gauge!("ekyc_serving", "service" => kind.grpc_name()).set(if serving { 1.0 } else { 0.0 });
+}
+
 /// Health and reflection for `kind`, ready to serve; the caller adds its own service to
 /// `routes` and flips readiness through the returned reporter.
 pub async fn scaffold(kind: ServiceKind) -> Result<(RoutesBuilder, HealthReporter), tonic_reflection::server::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_service_status("", ServingStatus::Serving).await;
     reporter.set_service_status(kind.grpc_name(), ServingStatus::NotServing).await;
+    serving_gauge(kind, false);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ekyc_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -329,6 +335,7 @@ where
         };
         let _ = cell.set(Arc::clone(&engine));
         health.set_service_status(kind.grpc_name(), ServingStatus::Serving).await;
+        serving_gauge(kind, true);
         let Some(usable) = usable else { return std::future::pending().await };
         let mut serving = true;
         let mut tick = tokio::time::interval(USABLE_POLL);
@@ -339,6 +346,7 @@ where
                 serving = now;
                 let status = if now { ServingStatus::Serving } else { ServingStatus::NotServing };
                 tracing::warn!(service = kind.name(), serving = now, "engine usability changed");
+                serving_gauge(kind, now);
                 health.set_service_status(kind.grpc_name(), status).await;
             }
         }

@@ -35,8 +35,10 @@ pub struct VisionConfig {
     pub embedder: EmbedderConfig,
     /// Passive presentation-attack detection models (loaded by the liveness service only).
     pub anti_spoofing: crate::antispoof::AntiSpoofingConfig,
-    /// Cosine similarity at or above which two faces are taken as the same person.
-    /// Calibrate per deployment with `ekyc eval pairs`.
+    /// Cosine similarity at or above which two faces are taken as the same person. It
+    /// belongs to the embedder: the default 0.43 is for SFace, where public pairs put FMR
+    /// 0.1 % among East-Asian non-mated comparisons (see the README's face-matching
+    /// section); FaceRes needs about 0.62. Calibrate per deployment with `ekyc eval pairs`.
     pub match_threshold: f32,
     /// Most faces analysed per image (largest first); bounds the work one image can cause.
     pub max_faces: usize,
@@ -55,7 +57,7 @@ impl Default for VisionConfig {
             landmarks: LandmarksConfig::default(),
             embedder: EmbedderConfig::default(),
             anti_spoofing: crate::antispoof::AntiSpoofingConfig::default(),
-            match_threshold: 0.62,
+            match_threshold: 0.43,
             max_faces: 16,
         }
     }
@@ -199,7 +201,35 @@ pub struct EmbedderConfig {
 }
 
 impl Default for EmbedderConfig {
+    /// SFace: the stronger of the two shipped embedders on public pairs (see
+    /// `models/README.md`), and the one the default `match_threshold` is chosen for.
     fn default() -> Self {
+        Self::sface()
+    }
+}
+
+impl EmbedderConfig {
+    /// SFace (OpenCV Zoo, 2021dec), 128-d, converted to float32 by `models/convert.py`.
+    /// Prepared as OpenCV's `FaceRecognizerSF` prepares it: the ArcFace template at 112 px
+    /// with no margin, RGB 0..255 as float, NCHW (the graph normalises itself).
+    pub fn sface() -> Self {
+        Self {
+            model: ModelFile {
+                path: "sface.onnx".into(),
+                sha256: Some("8e8cec47264ae4c1f3a2e3961727b68d6207d0876c1f924d8537ed404990bb5a".into()),
+                id: "sface-opencv-2021dec-f32".into(),
+            },
+            input: InputSpec { size: 112, channel_order: ChannelOrder::Rgb, layout: Layout::Nchw, mean: [0.0; 3], std: [1.0; 3] },
+            output: "fc1".into(),
+            margin: 1.0,
+            add_mirror: false,
+        }
+    }
+
+    /// HSE FaceRes from `@vladmandic/human` 3.3.6, 1024-d: kept for comparison. Its
+    /// similarities are on another scale than SFace's, so selecting it needs its own
+    /// `match_threshold` (0.62 separated the development photos).
+    pub fn faceres() -> Self {
         Self {
             model: ModelFile {
                 path: "faceres.onnx".into(),

@@ -161,16 +161,23 @@ enum EvidenceCommand {
 
 #[derive(Debug, Subcommand)]
 enum EvalCommand {
-    /// Accuracy, ROC AUC, EER and TAR at FAR on pairs of photos.
+    /// FMR and FNMR with 95 % intervals, the threshold for each target FMR, ROC AUC and
+    /// EER on comparisons of photos; per group when the CSV has a group column.
     ///
-    /// CSV is either `file_x,file_y,label` rows (label Yes/No, true/false or 1/0; a header
-    /// row is optional) or a labels file with `file` and `identity` columns, from which all
-    /// pairs of single-identity photos are formed (rows without an identity are skipped).
+    /// CSV is either `file_x,file_y,label[,group]` rows (label Yes/No, true/false or 1/0;
+    /// a header row is optional) or a labels file with `file` and `identity` columns (and
+    /// optionally `group`), from which every mated and every non-mated pair of
+    /// single-identity photos is formed (rows without an identity are skipped). `--json`
+    /// writes the calibration file for `facematch.calibration_file`, which names the
+    /// embedder it was measured with.
     Pairs {
         csv: PathBuf,
         image_dir: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Target false-match rate to find a threshold for (repeatable; 0.001 = 0.1 %).
+        #[arg(long = "target-fmr", default_values_t = [0.01, 0.001])]
+        target_fmr: Vec<f64>,
     },
     /// Presentation-attack detection in ISO/IEC 30107-3 terms: APCER per species, APCER_max,
     /// BPCER, a DET table, per frame and per challenge.
@@ -216,7 +223,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Faces { images, json, embed } => faces::faces(&settings, &images, json, embed),
         Command::Compare { image_a, image_b, json } => faces::compare(&settings, &image_a, &image_b, json),
-        Command::Eval { what: EvalCommand::Pairs { csv, image_dir, json } } => eval::pairs(&settings, &csv, &image_dir, json),
+        Command::Eval { what: EvalCommand::Pairs { csv, image_dir, json, target_fmr } } => {
+            eval::pairs(&settings, &csv, &image_dir, json, &target_fmr)
+        }
         Command::Eval { what: EvalCommand::Pad { set, threshold, target, json } } => {
             eval_pad::pad(&settings, &set, threshold, target, json)
         }

@@ -5,6 +5,10 @@
 //! orchestrator calls the other three in plain gRPC over loopback, and with TLS on their
 //! ports are bound to loopback only. `server.health_port` serves plain health for probes.
 //!
+//! Worker counts left at 0 become the CPUs the container may use
+//! ([`ekyc_runtime::cpu::available_cpus`]). On SIGTERM or Ctrl-C every server stops taking
+//! connections and drains: calls in flight finish, then the process ends.
+//!
 //! A service whose models cannot load ends the process with a non-zero exit code (all in
 //! one: the whole process), so a supervisor such as Kubernetes restarts it.
 
@@ -23,8 +27,19 @@ pub fn serve(settings: &Settings, only: Option<ServiceKind>) -> Result<()> {
     let result = rt.block_on(async {
         if settings.server.metrics_port != 0 {
             let addr = std::net::SocketAddr::new(settings.server.host.parse().context("server.host")?, settings.server.metrics_port);
+            // Latencies as Prometheus histograms (buckets in seconds), so alerts and dashboards
+            // can take quantiles across replicas; the batch size in crops.
+            let seconds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
             metrics_exporter_prometheus::PrometheusBuilder::new()
                 .with_http_listener(addr)
+                .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()), &seconds)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full("ekyc_facematch_batch_size".into()),
+                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
+                    )
+                })
+                .context("metrics buckets")?
                 .install()
                 .with_context(|| format!("starting the metrics listener on {addr}"))?;
             eprintln!("metrics on http://{addr}/metrics");
@@ -57,9 +72,17 @@ pub fn serve(settings: &Settings, only: Option<ServiceKind>) -> Result<()> {
                 let _ = stop.wait_for(|s| *s).await;
             };
             let orchestrator = orchestrator.clone();
-            let (vision, facematch, liveness, max_message) =
+            let (vision, mut facematch, mut liveness, max_message) =
                 (settings.vision.clone(), settings.facematch.clone(), settings.liveness.clone(), settings.server.max_message_bytes);
-            let document = settings.document.clone();
+            let mut document = settings.document.clone();
+            // Workers left at 0: one per CPU this container may use (its cgroup quota), not
+            // one per core of the node; every worker owns its model sessions and memory.
+            let cpus = ekyc_runtime::cpu::available_cpus();
+            for workers in [&mut facematch.workers, &mut liveness.workers, &mut document.workers] {
+                if *workers == 0 {
+                    *workers = cpus;
+                }
+            }
             tasks.spawn(async move {
                 let r = match kind {
                     ServiceKind::Orchestrator => match orchestrator {

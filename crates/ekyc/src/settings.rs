@@ -101,4 +101,92 @@ mod tests {
         assert_eq!(s.document, DocumentConfig::default());
         assert_eq!(s.orchestrator, OrchestratorConfig::default());
     }
+
+    /// The Kubernetes manifests agree with the settings: every `EKYC__...` variable a
+    /// Deployment sets names a real setting (unknown keys are refused), no service listens
+    /// on loopback, and the container ports, probes, Service ports, metrics annotations and
+    /// the orchestrator's backend endpoints match the ports and health names the settings give.
+    #[test]
+    fn the_kubernetes_manifests_agree_with_the_settings() {
+        use ekyc_runtime::ServiceKind;
+        use serde_yaml::Value;
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/base");
+        let str_of = |v: &Value| v.as_str().map(str::to_string).or_else(|| v.as_u64().map(|n| n.to_string())).unwrap_or_default();
+        for kind in ServiceKind::ALL {
+            let text = std::fs::read_to_string(format!("{base}/{}.yaml", kind.name())).expect("manifest");
+            let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text).map(|d| Value::deserialize(d).expect("YAML")).collect();
+            let of_kind = |k: &str| docs.iter().find(|d| d["kind"] == k).unwrap_or_else(|| panic!("{}: no {k}", kind.name())).clone();
+            let deployment = of_kind("Deployment");
+            let pod = &deployment["spec"]["template"];
+            let c = &pod["spec"]["containers"][0];
+            let at = |what: &str| format!("{}: {what}", kind.name());
+
+            // The environment as the settings loader reads it (valueFrom: a whole number).
+            let mut env = std::collections::HashMap::new();
+            for e in c["env"].as_sequence().expect("env") {
+                let name = str_of(&e["name"]);
+                assert!(name.starts_with("EKYC__"), "{}", at(&name));
+                if name == "EKYC__CONFIG_FILE" {
+                    continue;
+                }
+                let value = if e["valueFrom"].is_null() { str_of(&e["value"]) } else { "1".to_string() };
+                env.insert(name, value);
+            }
+            let settings: Settings = config::Config::builder()
+                .add_source(config::Config::try_from(&Settings::default()).expect("defaults"))
+                .add_source(
+                    config::Environment::with_prefix("EKYC")
+                        .prefix_separator("__")
+                        .separator("__")
+                        .try_parsing(true)
+                        .source(Some(env.clone())),
+                )
+                .build()
+                .and_then(|b| b.try_deserialize())
+                .unwrap_or_else(|e| panic!("{}", at(&format!("the environment {env:?} is not valid settings: {e}"))));
+
+            let host: std::net::IpAddr = settings.server.host.parse().expect("server.host");
+            assert!(!host.is_loopback(), "{}", at("binds loopback: unreachable from kubelet and the other pods"));
+            let ports: Vec<(String, u64)> = c["ports"]
+                .as_sequence()
+                .expect("ports")
+                .iter()
+                .map(|p| (str_of(&p["name"]), p["containerPort"].as_u64().expect("containerPort")))
+                .collect();
+            let port = |name: &str| ports.iter().find(|(n, _)| n == name).map(|(_, p)| *p).unwrap_or_else(|| panic!("{}", at(name)));
+            assert_eq!(port("grpc"), u64::from(settings.server.port(kind)), "{}", at("gRPC port"));
+            assert_eq!(port("grpc-health"), u64::from(settings.server.health_port), "{}", at("health port"));
+            assert_eq!(port("metrics"), u64::from(settings.server.metrics_port), "{}", at("metrics port"));
+            assert_eq!(
+                str_of(&pod["metadata"]["annotations"]["prometheus.io/port"]),
+                settings.server.metrics_port.to_string(),
+                "{}",
+                at("scrape port")
+            );
+            for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+                let grpc = &c[probe]["grpc"];
+                assert_eq!(grpc["port"].as_u64(), Some(u64::from(settings.server.health_port)), "{}", at(probe));
+                let service = str_of(&grpc["service"]);
+                let expected = match probe {
+                    "livenessProbe" => "",
+                    "startupProbe" if kind == ServiceKind::Orchestrator => "",
+                    _ => kind.grpc_name(),
+                };
+                assert_eq!(service, expected, "{}", at(probe));
+            }
+            let service = of_kind("Service");
+            let grpc = service["spec"]["ports"].as_sequence().expect("ports").iter().find(|p| p["name"] == "grpc").cloned().expect("grpc");
+            assert_eq!(grpc["port"].as_u64(), Some(u64::from(settings.server.port(kind))), "{}", at("Service port"));
+
+            if kind == ServiceKind::Orchestrator {
+                let b = &settings.orchestrator.backends;
+                for (backend, cfg) in
+                    [(ServiceKind::Liveness, &b.liveness), (ServiceKind::Document, &b.document), (ServiceKind::Facematch, &b.facematch)]
+                {
+                    let expected = format!("https://{}:{}", backend.name(), ServerSettings::default().port(backend));
+                    assert_eq!(cfg.endpoint, expected, "{}", at("backend endpoint: the backend's headless Service and port"));
+                }
+            }
+        }
+    }
 }

@@ -41,7 +41,9 @@ fn compare_decides_same_and_different_people() {
     let diff = json(&ekyc(&["compare", &path("obama_1.jpg"), &path("biden_2.jpg"), "--json"]));
     assert_eq!(diff["same_person"], false);
     assert!(same["similarity"].as_f64() > diff["similarity"].as_f64());
-    assert_eq!(same["threshold"].as_f64().map(|t| (t * 100.0).round()), Some(62.0));
+    // The configured threshold is the one reported (the compiled-in default for SFace).
+    let configured = f64::from(ekyc_vision::VisionConfig::default().match_threshold);
+    assert!(same["threshold"].as_f64().is_some_and(|t| (t - configured).abs() < 1e-6), "{same}");
     let text = ekyc(&["compare", &path("rose_leslie_1.jpg"), &path("rose_leslie_2.jpg")]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("same person"));
 }
@@ -57,7 +59,7 @@ fn faces_lists_every_face_with_pose_and_quality() {
     assert_eq!(face["landmarks"].as_array().map(Vec::len), Some(5));
     assert!(face["pose"]["yaw"].as_f64().is_some_and(|y| y < -8.0), "{face}");
     assert!(face["quality"]["face_size_px"].as_f64().is_some_and(|s| s > 100.0));
-    assert_eq!(face["embedding"].as_array().map(Vec::len), Some(1024));
+    assert_eq!(face["embedding"].as_array().map(Vec::len), Some(128));
     let plain = ekyc(&["faces", &path("obama_1.jpg")]);
     let text = String::from_utf8_lossy(&plain.stdout);
     assert!(text.contains("1 face(s)") && text.contains("yaw") && !text.contains("embedding"), "{text}");
@@ -69,23 +71,39 @@ fn eval_pairs_reports_metrics_from_labels_and_from_pairs() {
     let labels = dir.join("labels.csv");
     let r = json(&ekyc(&["eval", "pairs", &labels.display().to_string(), &dir.display().to_string(), "--json"]));
     assert_eq!(r["roc_auc"].as_f64(), Some(1.0));
-    assert_eq!(r["configured_accuracy"].as_f64(), Some(1.0));
+    assert_eq!(r["model_id"].as_str(), Some("sface-opencv-2021dec-f32"), "the calibration names its embedder");
+    assert_eq!(r["at_threshold"]["fmr"]["errors"].as_u64(), Some(0));
+    assert_eq!(r["at_threshold"]["fnmr"]["errors"].as_u64(), Some(0));
     assert_eq!(r["images_without_face"].as_array().map(Vec::len), Some(0));
     let genuine = r["genuine_pairs"].as_u64().expect("count");
     let impostor = r["impostor_pairs"].as_u64().expect("count");
     assert_eq!(genuine + impostor, r["pairs"].as_u64().expect("count"));
-    assert!(r["tar_at_far"][0]["tar"].as_f64().is_some());
-    assert!(r["tar_at_far"][1]["note"].as_str().is_some_and(|n| n.contains("too few impostor pairs")));
+    // FMR 1 % is resolvable from the labels' non-mated pairs only when there are 300.
+    let one = &r["for_target_fmr"][0];
+    assert_eq!(one["target_fmr"].as_f64(), Some(0.01));
+    assert!(one["point"]["threshold"].as_f64().is_some());
+    assert_eq!(one["note"].is_null(), impostor >= 300);
+    assert!(r["for_target_fmr"][1]["note"].as_str().is_some_and(|n| n.contains("at least 3000")));
 
     let tmp = temp_dir("pairs");
     let csv = tmp.join("pairs.csv");
     std::fs::write(&csv, "file_x,file_y,label\nobama_1.jpg,obama_2.jpg,Yes\nobama_1.jpg,biden_1.jpg,No\nrose_leslie_1.jpg,rose_leslie_2.jpg,1\nkit_harington_1.jpg,alex_lacamoire_1.png,false\n").expect("write");
     let r = json(&ekyc(&["eval", "pairs", &csv.display().to_string(), &dir.display().to_string(), "--json"]));
     assert_eq!((r["genuine_pairs"].as_u64(), r["impostor_pairs"].as_u64()), (Some(2), Some(2)));
-    assert_eq!(r["best_accuracy"].as_f64(), Some(1.0));
-    let text = ekyc(&["eval", "pairs", &csv.display().to_string(), &dir.display().to_string()]);
+    assert_eq!(r["roc_auc"].as_f64(), Some(1.0));
+    let text = ekyc(&["eval", "pairs", &csv.display().to_string(), &dir.display().to_string(), "--target-fmr", "0.05"]);
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("ROC AUC") && text.contains("EER") && text.contains("TAR at FAR 1 %"), "{text}");
+    assert!(text.contains("ROC AUC") && text.contains("EER") && text.contains("threshold for FMR 5 %"), "{text}");
+    assert!(text.contains("FMR  0.00 % (0 of 2; 95 % CI 0.00-84.19 %)"), "{text}");
+    // A group column: each group is reported on the pairs within it.
+    let grouped = tmp.join("grouped.csv");
+    std::fs::write(&grouped, "obama_1.jpg,obama_2.jpg,yes,g1\nobama_1.jpg,biden_1.jpg,no,g1\nrose_leslie_1.jpg,rose_leslie_2.jpg,yes,g2\nkit_harington_1.jpg,alex_lacamoire_1.png,no,\n").expect("write");
+    let r = json(&ekyc(&["eval", "pairs", &grouped.display().to_string(), &dir.display().to_string(), "--json"]));
+    assert_eq!((r["genuine_pairs"].as_u64(), r["impostor_pairs"].as_u64()), (Some(2), Some(2)));
+    assert_eq!((r["groups"]["g1"]["genuine_pairs"].as_u64(), r["groups"]["g1"]["impostor_pairs"].as_u64()), (Some(1), Some(1)));
+    assert_eq!((r["groups"]["g2"]["genuine_pairs"].as_u64(), r["groups"]["g2"]["impostor_pairs"].as_u64()), (Some(1), Some(0)));
+    let bad = ekyc(&["eval", "pairs", &csv.display().to_string(), &dir.display().to_string(), "--target-fmr", "5"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("between 0 and 1"));
     let _ = std::fs::remove_dir_all(tmp);
 }
 

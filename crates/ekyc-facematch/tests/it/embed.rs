@@ -12,6 +12,9 @@ fn side_image(file: &str) -> Option<pb::FaceInput> {
     Some(pb::FaceInput { input: Some(pb::face_input::Input::Image(image(file))) })
 }
 
+/// The server's embedder (the default).
+const SFACE: &str = "sface-opencv-2021dec-f32";
+
 fn side_embedding(values: Vec<f32>, model_id: &str) -> Option<pb::FaceInput> {
     Some(pb::FaceInput { input: Some(pb::face_input::Input::Embedding(pb::Embedding { values, model_id: model_id.into() })) })
 }
@@ -67,7 +70,7 @@ async fn compare_decides_same_and_different_people() {
     // Embeddings compare like the images they came from.
     let ea = library_embedding("obama_1.jpg");
     let r = client
-        .compare(pb::CompareRequest { a: side_embedding(ea.clone(), "faceres-human-3.3.6"), b: side_image("obama_3.jpg") })
+        .compare(pb::CompareRequest { a: side_embedding(ea.clone(), SFACE), b: side_image("obama_3.jpg") })
         .await
         .expect("compare")
         .into_inner();
@@ -84,10 +87,11 @@ async fn calibrated_scores_read_as_one_in_n() {
     let points: Vec<serde_json::Value> = (0..=50)
         .map(|k| {
             let t = k as f64 * 0.02;
-            serde_json::json!({"threshold": t, "far": if t < 0.2 { 1.0 } else if t < 0.6 { 10f64.powf(-(t - 0.2) * 5.0) } else { 0.0 }, "tar": 1.0})
+            serde_json::json!({"threshold": t, "fmr": if t < 0.2 { 1.0 } else if t < 0.6 { 10f64.powf(-(t - 0.2) * 5.0) } else { 0.0 }, "fnmr": 0.0})
         })
         .collect();
-    std::fs::write(&file, serde_json::json!({"impostor_pairs": 1000, "calibration": points}).to_string()).expect("write");
+    let body = serde_json::json!({"format": "ekyc-eval-pairs/2", "model_id": SFACE, "impostor_pairs": 1000, "calibration": points});
+    std::fs::write(&file, body.to_string()).expect("write");
     let server = Server::start(FacematchConfig { calibration_file: Some(file), ..Default::default() }).await;
     let mut client = server.client().await;
     let same =
@@ -178,15 +182,26 @@ async fn bad_input_is_invalid_argument_naming_the_image_and_the_problem() {
         "a: an image or an embedding is required",
     );
     assert_invalid(
-        client.compare(pb::CompareRequest { a: side_image("obama_1.jpg"), b: side_embedding(vec![0.1; 512], "") }).await,
+        client.compare(pb::CompareRequest { a: side_image("obama_1.jpg"), b: side_embedding(vec![0.1; 512], SFACE) }).await,
         "EMBEDDING_INVALID: b",
     );
     assert_invalid(
         client.compare(pb::CompareRequest { a: side_embedding(vec![0.1; 1024], "arcface-r100"), b: side_image("obama_1.jpg") }).await,
         "EMBEDDING_MODEL_MISMATCH: a",
     );
+    // The previous default embedder's output, and an embedding that names no model.
     assert_invalid(
-        client.compare(pb::CompareRequest { a: side_embedding(vec![f32::NAN; 1024], ""), b: side_image("obama_1.jpg") }).await,
+        client
+            .compare(pb::CompareRequest { a: side_image("obama_1.jpg"), b: side_embedding(vec![0.03; 1024], "faceres-human-3.3.6") })
+            .await,
+        "EMBEDDING_MODEL_MISMATCH: b",
+    );
+    assert_invalid(
+        client.compare(pb::CompareRequest { a: side_embedding(vec![0.1; 128], ""), b: side_image("obama_1.jpg") }).await,
+        "EMBEDDING_MODEL_MISMATCH: a",
+    );
+    assert_invalid(
+        client.compare(pb::CompareRequest { a: side_embedding(vec![f32::NAN; 128], SFACE), b: side_image("obama_1.jpg") }).await,
         "EMBEDDING_INVALID: a",
     );
 

@@ -45,7 +45,7 @@ async fn frames_checked_one_by_one_verify_from_their_attestations() {
         assert_eq!(result.step_index as usize, step);
         assert!(result.reached && result.passed, "step {step}: {result:?}");
         assert!(result.similarity_to_reference.is_none());
-        assert_eq!(r.embedding.map(|e| e.values.len()), Some(1024));
+        assert_eq!(r.embedding.map(|e| e.values.len()), Some(128), "SFace embeds in 128 dimensions");
         assert!(r.attestation.len() <= 16 * 1024, "{} bytes", r.attestation.len());
         attestations.push(r.attestation);
     }
@@ -100,13 +100,24 @@ async fn altered_foreign_and_replayed_attestations_are_caught() {
     let r = verify_attested(&mut client, &c, vec![], replayed).await;
     assert!(!r.passed && codes(&r).contains(&R::ReplayedFrame), "{:?} {:?}", codes(&r), r.reasons);
 
-    // Frames and attestations mix: the frontal frame sent as an image, the rest attested
-    // (the same frames as above, so the replay memory is cleared first).
+    // Frames and attestations mix: the first steps checked one by one, the last step's
+    // frame sent with VerifyChallenge (the same frames as above, so the replay memory is
+    // cleared first). Steps count in the order the service received their frames, and a
+    // frame sent with VerifyChallenge arrives after every checked one.
+    crate::common::forget_replays(&server).await;
+    let c = create(&mut client, 3).await;
+    let frames = good_frames(&c, PERSON);
+    let a0 = check(&mut client, &c, frames[0].clone()).await.expect("checked").attestation;
+    let a1 = check(&mut client, &c, frames[1].clone()).await.expect("checked").attestation;
+    let r = verify_attested(&mut client, &c, vec![frames[2].clone()], vec![a0.clone(), a1.clone()]).await;
+    assert!(r.passed, "{:?}", codes(&r));
+
+    // The frontal frame arriving last (after the turns were checked) is out of order.
     crate::common::forget_replays(&server).await;
     let c = create(&mut client, 3).await;
     let frames = good_frames(&c, PERSON);
     let a1 = check(&mut client, &c, frames[1].clone()).await.expect("checked").attestation;
     let a2 = check(&mut client, &c, frames[2].clone()).await.expect("checked").attestation;
     let r = verify_attested(&mut client, &c, vec![frames[0].clone()], vec![a1, a2]).await;
-    assert!(r.passed, "{:?}", codes(&r));
+    assert!(!r.passed && codes(&r).contains(&R::StepOutOfOrder), "{:?}", codes(&r));
 }

@@ -19,8 +19,18 @@ pub struct Server {
     _stop: oneshot::Sender<()>,
 }
 
+/// The service as these tests run it. They check the pose, identity, replay and sealing
+/// rules with frames rendered from a still photo, which are presentation attacks by
+/// construction: PAD is not what they test, and they say so (`PadConfig::not_tested`).
+/// PAD has its own tests (`pad.rs`).
 pub fn config(redis: &RedisServer) -> LivenessConfig {
-    LivenessConfig { redis_url: Some(redis.url()), workers: 2, redis_timeout_ms: 500, ..Default::default() }
+    LivenessConfig {
+        redis_url: Some(redis.url()),
+        workers: 2,
+        redis_timeout_ms: 500,
+        pad: ekyc_liveness::pad::PadConfig::not_tested(),
+        ..Default::default()
+    }
 }
 
 impl Server {

@@ -4,5 +4,6 @@ mod attestations;
 mod challenges;
 mod common;
 mod outages;
+mod pad;
 mod replays;
 mod sealed;

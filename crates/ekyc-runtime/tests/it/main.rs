@@ -1,4 +1,5 @@
 //! Integration tests of the runtime: real servers on loopback, real clients.
 
+mod shutdown;
 mod trace;
 mod transport;

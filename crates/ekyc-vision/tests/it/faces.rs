@@ -17,7 +17,7 @@ fn every_photo_yields_its_labelled_face_count() {
         for f in &found {
             assert!(f.score >= 0.65 && f.face_flag >= 0.9, "{}: a face below the gates was returned", p.file);
             let e = f.embedding.as_ref().expect("embedding asked for");
-            assert_eq!(e.len(), 1024);
+            assert_eq!(e.len(), 128, "SFace embeds in 128 dimensions");
             assert!((e.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-4, "unit length");
         }
         // Largest first.
@@ -38,7 +38,7 @@ fn largest_only_keeps_the_biggest_face() {
 }
 
 #[test]
-fn same_person_pairs_outscore_different_person_pairs_and_the_threshold_separates_them() {
+fn same_person_pairs_outscore_different_person_pairs_and_the_threshold_separates_them_with_a_margin() {
     let people: Vec<(String, String, Vec<f32>)> = photos()
         .into_iter()
         .filter_map(|p| {
@@ -60,9 +60,12 @@ fn same_person_pairs_outscore_different_person_pairs_and_the_threshold_separates
             }
         }
     }
+    // The threshold comes from public pairs, not from these photos; on them it must leave
+    // room on both sides, since document portraits and worse light lower mated scores.
+    const MARGIN: f32 = 0.1;
     let t = pipeline().config().match_threshold;
     assert!(min_same.0 > max_diff.0, "lowest same-person {min_same:?} <= highest different-person {max_diff:?}");
-    assert!(min_same.0 >= t && max_diff.0 < t, "threshold {t} does not separate {min_same:?} and {max_diff:?}");
+    assert!(min_same.0 >= t + MARGIN && max_diff.0 + MARGIN < t, "threshold {t} is not {MARGIN} clear of {min_same:?} and {max_diff:?}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use ekyc_vision::config::EmbedderConfig;
 use ekyc_vision::{VisionConfig, VisionError};
 use sha2::{Digest, Sha256};
 
@@ -13,17 +14,19 @@ fn models_dir() -> PathBuf {
 fn model_files_match_their_published_sha256() {
     let sums = std::fs::read_to_string(models_dir().join("SHA256SUMS")).expect("SHA256SUMS");
     let cfg = VisionConfig::default();
-    let configured = [&cfg.detector.model, &cfg.landmarks.model, &cfg.embedder.model];
+    let faceres = EmbedderConfig::faceres();
+    let configured = [&cfg.detector.model, &cfg.landmarks.model, &cfg.embedder.model, &faceres.model];
     let mut checked = 0;
     for line in sums.lines().filter(|l| !l.trim().is_empty()) {
         let (hash, file) = line.split_once("  ").expect("sha256sum format");
         let bytes = std::fs::read(models_dir().join(file)).expect("model file present");
         assert_eq!(hex::encode(Sha256::digest(&bytes)), hash, "{file} differs from SHA256SUMS");
         let m = configured.iter().find(|m| m.path.to_str() == Some(file)).expect("every shipped model is configured");
-        assert_eq!(m.sha256.as_deref(), Some(hash), "{file}: default configuration pins another hash");
+        assert_eq!(m.sha256.as_deref(), Some(hash), "{file}: the registry pins another hash");
         checked += 1;
     }
-    assert_eq!(checked, 3);
+    assert_eq!(checked, 4);
+    assert_eq!(cfg.embedder, EmbedderConfig::sface(), "SFace is the default embedder");
 }
 
 #[test]

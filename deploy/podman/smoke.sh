@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# End-to-end check of the podman cluster (root, Debian 12 with podman 4.3; several minutes,
+# not part of `cargo test`):
+#   1. deploy/podman/up.sh (images, overlay, pods, every service SERVING);
+#   2. one `ekyc verify` through the orchestrator (a decision and a signed evidence record,
+#      checked offline with the cluster's evidence key);
+#   3. a second facematch replica under the same name: verifications from the one
+#      orchestrator reach both (counted on each replica's /metrics);
+#   4. a load run of LOAD_S seconds (default 40) of verifications by 3 clients, during which
+#      the first facematch container's process is killed (SIGKILL): every verification must
+#      end in a decision (the orchestrator drops the dead replica and the other answers), and
+#      the killed container comes back (restart policy) and is SERVING again;
+#   5. deploy/podman/down.sh (KEEP_IMAGES=1 keeps the images).
+# Photos: ../shared/faces (SELFIE and CARD_FACE override), made into head turns and an ID
+# card by the testkit's demo_inputs example. Times of each step are printed.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+SELFIE=${SELFIE:-$root/../shared/faces/obama_1.jpg}
+CARD_FACE=${CARD_FACE:-$root/../shared/faces/obama_3.jpg}
+LOAD_S=${LOAD_S:-40}
+podman=(podman --runtime runc)
+ekyc="$root/target/release/ekyc"
+work="$(mktemp -d)"
+cleanup() { rm -rf "$work"; [ -n "${KEEP_UP:-}" ] || "$here/down.sh"; }
+trap cleanup EXIT
+t0=$SECONDS
+step() { echo "== [$((SECONDS - t0)) s] $*"; }
+
+step "up"
+"$here/up.sh"
+set -a; . "$here/.state/env"; set +a
+
+[ -x "$root/target/release/examples/demo_inputs" ] || (cd "$root" && cargo build --release -p ekyc-testkit --example demo_inputs)
+"$root/target/release/examples/demo_inputs" "$SELFIE" "$CARD_FACE" "$work/inputs" >/dev/null
+I="$work/inputs"
+verify() {
+  "$ekyc" verify --server "$EKYC_SERVER" --front "$I/front.jpg" --left "$I/left.jpg" --right "$I/right.jpg" \
+    --up "$I/up.jpg" --down "$I/down.jpg" --document "$I/card.jpg" --out-dir "$1"
+}
+
+step "one verification through the orchestrator"
+mkdir -p "$work/one"
+verify "$work/one" | tee "$work/one.txt"
+grep -q '^decision ' "$work/one.txt"
+"$ekyc" evidence verify "$(ls "$work"/one/evidence-*.json)" --key "$here/.state/evidence-verify-key.pem"
+
+# Compare calls a facematch container has answered, from its /metrics (the network is
+# reachable from the host).
+ip_of() { "${podman[@]}" inspect "$1" --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}'; }
+compares() {
+  curl -sf "http://$(ip_of "$1"):9090/metrics" |
+    awk '/^ekyc_request_duration_seconds_count\{service="ekyc.v1.FaceMatch",method="Compare",code="OK"\}/ {s += $2} END {print s + 0}'
+}
+
+step "second facematch replica under the name facematch"
+first=facematch-pod-0-facematch
+"${podman[@]}" run -d --name facematch-2 --label ekyc-smoke --network ekyc:alias=facematch --restart always \
+  --read-only --user 65532:65532 --cap-drop ALL --security-opt no-new-privileges --tmpfs /tmp:size=16m --memory 2g \
+  -v /var/lib/ekyc-podman/config:/etc/ekyc/config:ro -e EKYC__CONFIG_FILE=/etc/ekyc/config/ekyc.toml \
+  -e EKYC__SERVER__HOST=0.0.0.0 -e EKYC__FACEMATCH__WORKERS=1 \
+  ghcr.io/ekyc/ekyc:0.1.0 serve --service facematch >/dev/null
+# Serving once its metrics say so; the orchestrator re-resolves `facematch` every 2 s.
+for _ in $(seq 60); do
+  curl -sf "http://$(ip_of facematch-2):9090/metrics" | grep -q '^ekyc_serving{service="ekyc.v1.FaceMatch"} 1' && break
+  sleep 1
+done
+sleep 3
+a0=$(compares "$first"); b0=$(compares facematch-2)
+mkdir -p "$work/spread"
+for i in $(seq 12); do verify "$work/spread" >/dev/null; done
+a1=$(compares "$first"); b1=$(compares facematch-2)
+echo "12 verifications: $((a1 - a0)) Compare calls on $first, $((b1 - b0)) on facematch-2"
+[ $((a1 - a0)) -gt 0 ] && [ $((b1 - b0)) -gt 0 ] || { echo "smoke: calls did not reach both replicas" >&2; exit 1; }
+
+step "load run of $LOAD_S s (3 clients); $first killed after $((LOAD_S / 3)) s"
+restarts_before=$("${podman[@]}" inspect "$first" --format '{{.RestartCount}}')
+mkdir -p "$work/load"
+end=$((SECONDS + LOAD_S))
+for c in 1 2 3; do
+  (
+    n=0
+    while [ $SECONDS -lt $end ]; do
+      n=$((n + 1))
+      if out=$(verify "$work/load" 2>&1) && grep -q '^decision ' <<<"$out"; then
+        echo "ok $(date +%s.%N) $(grep '^decision ' <<<"$out" | cut -d' ' -f2 | tr -d ,)"
+      else
+        echo "FAIL $(date +%s.%N) $(tail -n1 <<<"$out")"
+      fi
+    done
+  ) >"$work/client-$c.log" &
+done
+sleep $((LOAD_S / 3))
+killed_at=$(date +%s.%N)
+# A crash, not `podman kill` (after which podman applies no restart policy): SIGKILL to the
+# container's process from outside.
+kill -9 "$("${podman[@]}" inspect "$first" --format '{{.State.Pid}}')"
+echo "killed $first (SIGKILL to its process)"
+wait
+cat "$work"/client-*.log | sort -k2 >"$work/load.log"
+ok=$(grep -c '^ok' "$work/load.log" || true); failed=$(grep -c '^FAIL' "$work/load.log" || true)
+after=$(awk -v k="$killed_at" '$1 == "ok" && $2 > k' "$work/load.log" | wc -l)
+echo "load: $ok verifications decided ($after after the kill), $failed failed"
+grep '^FAIL' "$work/load.log" | head -n 5 || true
+for _ in $(seq 30); do
+  [ "$("${podman[@]}" inspect "$first" --format '{{.State.Running}}')" = true ] && break
+  sleep 1
+done
+echo "$first: running=$("${podman[@]}" inspect "$first" --format '{{.State.Running}}'), restarts $restarts_before -> $("${podman[@]}" inspect "$first" --format '{{.RestartCount}}')"
+[ "$after" -gt 0 ] || { echo "smoke: no verification decided after the kill" >&2; exit 1; }
+[ "$failed" -eq 0 ] || { echo "smoke: $failed verifications failed under the kill" >&2; exit 1; }
+[ "$("${podman[@]}" inspect "$first" --format '{{.RestartCount}}')" -gt "$restarts_before" ] ||
+  { echo "smoke: $first was not restarted" >&2; exit 1; }
+env -u EKYC__CONFIG_FILE "$ekyc" health --wait 60
+
+step "down"
+trap - EXIT
+rm -rf "$work"
+[ -n "${KEEP_UP:-}" ] || "$here/down.sh"
+step "smoke passed"

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Brings the single-node overlay up as a cluster on this machine with podman 4.3 (Debian 12),
+# without a registry: builds the images (deploy/podman/images.sh), renders
+# deploy/overlays/podman (the single-node overlay plus podman 4.3's work-arounds), writes
+# fresh keys, the Redis password and an API key under /var/lib/ekyc-podman, plays each
+# Deployment on the network `ekyc` under its Service's name, waits until every service is
+# SERVING, and writes deploy/podman/.state/env for clients:
+#   EKYC_SERVER=http://127.0.0.1:50051   the orchestrator (published on the host)
+#   EKYC_API_KEY=...                     an API key the orchestrator admits (CLI reads it)
+# Root only. Undo everything with deploy/podman/down.sh.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+state="$here/.state"
+secrets=/var/lib/ekyc-podman
+NET=ekyc
+podman=(podman --runtime runc)
+[ "$(id -u)" -eq 0 ] || { echo "up.sh: run as root" >&2; exit 2; }
+t0=$SECONDS
+
+# podman 4.3 on this kernel: no default ulimits, cgroupfs (deploy/README.md, "podman").
+if ! grep -qs 'cgroup_manager *= *"cgroupfs"' /etc/containers/containers.conf; then
+  echo "up.sh: writing /etc/containers/containers.conf (default_ulimits = [], cgroupfs)"
+  mkdir -p /etc/containers
+  printf '[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\n' >/etc/containers/containers.conf
+fi
+
+"$here/images.sh"
+echo "up.sh: images ready after $((SECONDS - t0)) s"
+ekyc="$root/target/release/ekyc"
+
+mkdir -p "$state"
+kubectl kustomize "$root/deploy/overlays/podman" >"$state/rendered.yaml"
+
+# Secrets and config, as podman cannot mount Secrets: readable by the services' group only.
+umask 077
+rm -rf "$secrets"
+mkdir -p "$secrets"/{config,keys-liveness,keys-orchestrator,redis-client,redis-server}
+echo "k1 $(openssl rand -hex 32)" >"$secrets/keys-liveness/liveness-keys"
+echo "k1 $(openssl rand -hex 32)" >"$secrets/keys-orchestrator/state-keys"
+openssl genpkey -algorithm ed25519 -out "$secrets/keys-orchestrator/evidence-signing-key" 2>/dev/null
+openssl pkey -in "$secrets/keys-orchestrator/evidence-signing-key" -pubout -out "$state/evidence-verify-key.pem"
+password="$(openssl rand -hex 32)"
+printf '%s' "$password" >"$secrets/redis-client/password"
+printf 'requirepass %s\n' "$password" >"$secrets/redis-server/redis.conf"
+unset password
+# The ConfigMap's ekyc.toml, plus the API key of this machine's client.
+python3 - "$state/rendered.yaml" >"$secrets/config/ekyc.toml" <<'PY'
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == "ekyc-config":
+        sys.stdout.write(d["data"]["ekyc.toml"])
+PY
+api_key="$("$ekyc" api-key --name podman-client 2>"$state/api-key-entry")"
+sed -n '/^\[\[orchestrator.api_keys\]\]/,$p' "$state/api-key-entry" >>"$secrets/config/ekyc.toml"
+rm -f "$state/api-key-entry"
+chown -R 0:65532 "$secrets"
+chown -R 999:1000 "$secrets/redis-server"
+find "$secrets" -type d -exec chmod 0750 {} +
+find "$secrets" -type f -exec chmod 0440 {} +
+chmod 0755 "$secrets"
+# Writable scratch (/tmp, Redis' /data) on RAM, one folder per service.
+rm -rf /dev/shm/ekyc-podman
+mkdir -p /dev/shm/ekyc-podman/{orchestrator,liveness,document,facematch,redis}
+chown 65532:65532 /dev/shm/ekyc-podman/{orchestrator,liveness,document,facematch}
+chown 999:1000 /dev/shm/ekyc-podman/redis
+chmod 0700 /dev/shm/ekyc-podman/*
+chmod 0755 /dev/shm/ekyc-podman
+umask 022
+
+"${podman[@]}" network exists "$NET" || "${podman[@]}" network create "$NET" >/dev/null
+# One Deployment at a time, each under its Service's name (podman 4.3 resolves no Services).
+python3 - "$state/rendered.yaml" "$state" <<'PY'
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "Deployment":
+        yaml.safe_dump(d, open(f"{sys.argv[2]}/{d['metadata']['name']}.yaml", "w"), sort_keys=False)
+PY
+for name in redis liveness document facematch orchestrator; do
+  "${podman[@]}" kube play --network "$NET:alias=$name" "$state/$name.yaml" >/dev/null
+  echo "up.sh: $name playing"
+done
+
+# Every service SERVING (models loaded and warm), through the ports published on the host.
+env -u EKYC__CONFIG_FILE "$ekyc" health --wait 300
+cat >"$state/env" <<ENV
+EKYC_SERVER=http://127.0.0.1:50051
+EKYC_API_KEY=$api_key
+ENV
+chmod 0600 "$state/env"
+echo "up.sh: cluster up in $((SECONDS - t0)) s; clients: source $state/env"
