@@ -32,8 +32,10 @@ I="$WORK/inputs"
 echo "The challenge frames below are rendered from one still photo ($SELFIE): a presentation attack."
 "$EKYC" verify --api-key-file ekyc-keys/api-key --policy "$POLICY" --front "$I/front.jpg" --left "$I/left.jpg" --right "$I/right.jpg" \
   --up "$I/up.jpg" --down "$I/down.jpg" --document "$I/card.jpg" --out-dir evidence | tee "$WORK/verify.out"
-if grep -qE "PRESENTATION_ATTACK_SUSPECTED|RENDERED_FROM_STILL_SUSPECTED" "$WORK/verify.out"; then
-  echo "PAD: the rendered frames were caught (see the reasons above)."
+if grep -q "^decision REJECT" "$WORK/verify.out" && grep -qE "RENDERED_FROM_STILL_SUSPECTED|required factor FACTOR_KIND_PRESENTATION_ATTACK" "$WORK/verify.out"; then
+  echo "PAD: the rendered frames were caught and the verification refused (see the reasons above)."
+elif grep -q "PRESENTATION_ATTACK_SUSPECTED" "$WORK/verify.out"; then
+  echo "PAD: not sure these frames came from a live person: referred to staff (REVIEW), not refused."
 else
   echo "PAD: these rendered frames were NOT caught. Renderings from one still are detected only when the face's"
   echo "shading stays flat through every turn; see README, 'Presentation-attack detection', for what PAD does not catch."
