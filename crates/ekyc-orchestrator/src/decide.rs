@@ -354,7 +354,7 @@ mod tests {
         let c: f32 = v.factors.iter().map(|f| f.contribution).sum();
         assert!((w - 1.0).abs() < 1e-5, "{w}");
         assert!((c - v.score).abs() < 1e-5);
-        assert_eq!(v.factors.len(), 4, "the absent signature is not reported");
+        assert_eq!(v.factors.len(), 5, "the absent signature is not reported");
         assert_eq!(v.decision, Decision::Accept, "{v:?}");
     }
 
@@ -409,11 +409,50 @@ mod tests {
     #[test]
     fn a_weak_but_passing_match_is_referred_to_staff() {
         let mut e = good();
-        e.face_match = Outcome::Measured(FaceMatch { similarity: Some(0.63), threshold: 0.62, match_score: None, reasons: vec![] });
-        e.identity = Outcome::Measured(Identity { min_frame_similarity: Some(0.56), threshold: 0.62, reasons: vec![] });
+        // Both similarities just at their thresholds: passing, but weakly.
+        e.face_match = Outcome::Measured(FaceMatch { similarity: Some(0.62), threshold: 0.62, match_score: None, reasons: vec![] });
+        e.identity = Outcome::Measured(Identity { min_frame_similarity: Some(0.55), threshold: 0.55, reasons: vec![] });
         e.document = Outcome::Measured(DocumentQuality { usable: true, reasons: vec![reason(ReasonCode::Glare, "glare", false)] });
         let v = decide(&policy("low-risk"), &e);
         assert_eq!(v.decision, Decision::Review, "{v:?}");
         assert!(codes(&v).contains(&ReasonCode::ScoreBelowThreshold));
+    }
+
+    fn with_pad(attack_score: f32) -> Evidence {
+        let mut e = good();
+        e.liveness = Outcome::Measured(Liveness {
+            passed: attack_score < 0.5,
+            score: 0.95,
+            reasons: vec![],
+            pad: Some(Pad { attack_score, threshold: 0.5, reasons: vec![] }),
+        });
+        e
+    }
+
+    #[test]
+    fn pad_refers_doubtful_sessions_to_staff_and_fails_at_its_threshold() {
+        let p = policy("low-risk");
+        assert_eq!(decide(&p, &with_pad(0.1)).decision, Decision::Accept);
+        // In the policy's review band (0.3 up to the liveness threshold 0.5): REVIEW.
+        let v = decide(&p, &with_pad(0.35));
+        assert_eq!(v.decision, Decision::Review, "{v:?}");
+        assert!(codes(&v).contains(&ReasonCode::PresentationAttackSuspected), "{v:?}");
+        // At the liveness service's threshold the PAD factor fails: REJECT.
+        let v = decide(&p, &with_pad(0.5));
+        assert_eq!(v.decision, Decision::Reject, "{v:?}");
+        let f = v.factors.iter().find(|f| f.kind == FactorKind::PresentationAttack as i32).expect("a PAD factor");
+        assert!(!f.passed && (f.score - 0.5).abs() < 1e-6, "{f:?}");
+    }
+
+    #[test]
+    fn a_verdict_without_pad_is_accepted_only_by_a_policy_that_says_it_does_not_test_pad() {
+        let mut e = good();
+        e.liveness = Outcome::Measured(Liveness { passed: true, score: 0.95, reasons: vec![], pad: None });
+        let v = decide(&policy("low-risk"), &e);
+        assert_eq!(v.decision, Decision::Review, "{v:?}");
+        assert!(codes(&v).contains(&ReasonCode::PadNotChecked), "{v:?}");
+        let mut rules = policy("low-risk").rules;
+        rules.require_pad = false;
+        assert_eq!(decide(&Policy::new("no-pad-test", rules), &e).decision, Decision::Accept);
     }
 }
