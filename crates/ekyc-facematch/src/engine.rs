@@ -98,6 +98,13 @@ pub struct Engine {
 #[cfg(feature = "fault-injection")]
 pub const INJECTED_RESTART_DELAY: Duration = Duration::from_millis(600);
 
+/// With fault injection compiled in, a restart takes [`INJECTED_RESTART_DELAY`] longer, so a
+/// test sees the NOT_SERVING window however fast the models load; otherwise nothing.
+fn injected_restart_delay() {
+    #[cfg(feature = "fault-injection")]
+    std::thread::sleep(INJECTED_RESTART_DELAY);
+}
+
 /// Which thread [`Engine::inject_panic`] makes panic.
 #[cfg(feature = "fault-injection")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,12 +149,21 @@ impl Engine {
             dimension = d;
             embedders.push(e);
         }
-        let worker_restart =
-            Restart { service: "facematch", role: "worker", make: std::sync::Arc::new(move || make_worker().map_err(|e| e.to_string())) };
+        let worker_restart = Restart {
+            service: "facematch",
+            role: "worker",
+            make: std::sync::Arc::new(move || {
+                injected_restart_delay();
+                make_worker().map_err(|e| e.to_string())
+            }),
+        };
         let embedder_restart = Restart {
             service: "facematch",
             role: "embedder",
-            make: std::sync::Arc::new(move || make_embedder().map(|(e, _)| e).map_err(|e| e.to_string())),
+            make: std::sync::Arc::new(move || {
+                injected_restart_delay();
+                make_embedder().map(|(e, _)| e).map_err(|e| e.to_string())
+            }),
         };
         let workers = InferencePool::restarting(pipelines, cfg.worker_queue, "facematch-worker", worker_restart)?;
         let batcher =
