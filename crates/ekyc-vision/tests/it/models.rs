@@ -15,7 +15,8 @@ fn model_files_match_their_published_sha256() {
     let sums = std::fs::read_to_string(models_dir().join("SHA256SUMS")).expect("SHA256SUMS");
     let cfg = VisionConfig::default();
     let faceres = EmbedderConfig::faceres();
-    let configured = [&cfg.detector.model, &cfg.landmarks.model, &cfg.embedder.model, &faceres.model];
+    let mut configured = vec![&cfg.detector.model, &cfg.landmarks.model, &cfg.embedder.model, &faceres.model];
+    configured.extend(cfg.anti_spoofing.models.iter().map(|m| &m.model));
     let mut checked = 0;
     for line in sums.lines().filter(|l| !l.trim().is_empty()) {
         let (hash, file) = line.split_once("  ").expect("sha256sum format");
@@ -25,7 +26,7 @@ fn model_files_match_their_published_sha256() {
         assert_eq!(m.sha256.as_deref(), Some(hash), "{file}: the registry pins another hash");
         checked += 1;
     }
-    assert_eq!(checked, 4);
+    assert_eq!(checked, 6, "four face models and two anti-spoofing models");
     assert_eq!(cfg.embedder, EmbedderConfig::sface(), "SFace is the default embedder");
 }
 
