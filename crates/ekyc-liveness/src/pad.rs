@@ -332,24 +332,22 @@ pub fn region_frames() -> &'static [[usize; 3]] {
     })
 }
 
-/// The shading profile of `face` in `img`: for each region, the mean luma of a disc around
-/// the mesh point (radius 4 % of the face's height, forehead to chin), as `ln(4 + luma)`.
+/// The shading profile of `face` in `img`: for each region ([`region_frames`]), the mean
+/// luma of a 9 x 9 grid of samples in the region's own frame (the centre point plus up to
+/// 0.96 times each of its two neighbour vectors, about 0.1 canonical units: the grid
+/// stretches and foreshortens with the skin), as `ln(4 + luma)`.
 pub fn shading_profile(img: &RgbImage, face: &Face) -> ShadingProfile {
     shading_profile_with(img, face, 0.04)
 }
 
-/// [`shading_profile`] with discs of `radius` face heights.
+/// [`shading_profile`] with the grid spanning `24 radius` neighbour vectors either way
+/// (0.04: the default).
 pub fn shading_profile_with(img: &RgbImage, face: &Face, radius: f32) -> ShadingProfile {
     if face.mesh.len() < CANONICAL_FACE.len() {
         return ShadingProfile::default();
     }
-    let top = face.mesh[10];
-    let chin = face.mesh[152];
-    let height = ((top[0] - chin[0]).powi(2) + (top[1] - chin[1]).powi(2)).sqrt();
-    let r = (radius * height).max(1.5);
     let (w, h) = (img.width() as f32, img.height() as f32);
     let raw = img.as_raw();
-    let _ = r;
     let values = region_frames()
         .iter()
         .map(|&[i, jx, jy]| {
