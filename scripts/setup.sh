@@ -2,7 +2,10 @@
 # One-time set-up on a fresh Debian machine with the Rust toolchain, Python 3 + pip and apt:
 # - ONNX Runtime: the pinned PyPI `onnxruntime` wheel's shared library into .ort/ (the Rust
 #   code loads it dynamically, so nothing is downloaded at build time);
-# - redis-server (the liveness and orchestrator tests start their own on a free port).
+# - redis-server (the liveness and orchestrator tests start their own on a free port);
+# - for the verification page's tests: Debian's chromium (driven by puppeteer-core, which never
+#   downloads a browser), ffmpeg (the fake camera's video) and CJK fonts (Japanese screenshots),
+#   and web/node_modules from npm (`npm ci`, exact versions from web/package-lock.json).
 # Idempotent: re-running it does nothing that is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +28,21 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 echo "setup: $(redis-server --version | cut -d' ' -f1-3)"
+
+if ! command -v chromium >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -q "Noto Sans CJK"; then
+  echo "setup: installing chromium, ffmpeg and fonts-noto-cjk (browser tests of the page)"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium ffmpeg fonts-noto-cjk >/dev/null
+fi
+echo "setup: $(chromium --version 2>/dev/null | head -1), $(ffmpeg -version | head -1 | cut -d' ' -f1-3)"
+
+# The page's build and test tools; the bundle itself (web/dist) is committed.
+if ! cmp -s web/package-lock.json web/node_modules/.ekyc-installed-lock 2>/dev/null; then
+  echo "setup: npm ci in web/"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.ekyc-installed-lock)
+fi
+echo "setup: web tools from web/package-lock.json"
 
 # The models ship in models/; check they are intact before anything uses them.
 (cd models && sha256sum --quiet -c SHA256SUMS)

@@ -100,7 +100,9 @@ pub struct OrchestratorConfig {
     /// How long an ended session (finished, expired, cancelled) stays readable after it
     /// expires, in seconds, so that clients can fetch the result; then it is purged.
     pub retain_after_expiry_s: u64,
-    /// Frames accepted per challenge step in one session.
+    /// Frames accepted per challenge step in one session. A camera page sends a few a second
+    /// while the person turns (the web page about three), a chat bot one at a time; each costs
+    /// one face analysis in the liveness service.
     pub max_frames_per_step: u32,
     /// Document photos accepted in one session (AddDocument and Verify together).
     pub max_documents_per_session: u32,
@@ -138,7 +140,7 @@ impl Default for OrchestratorConfig {
             keys_dir: PathBuf::from(ekyc_evidence::DEFAULT_KEYS_DIR),
             issuer: "ekyc".into(),
             retain_after_expiry_s: 600,
-            max_frames_per_step: 5,
+            max_frames_per_step: 60,
             max_documents_per_session: 5,
             max_signatures_per_session: 5,
             max_sessions_in_memory: 100_000,

@@ -70,6 +70,7 @@ impl Engine {
             reasons,
             result: s.result(),
             client_reference: s.client_reference.clone(),
+            to_be_signed: s.to_be_signed.clone(),
         })
     }
 }

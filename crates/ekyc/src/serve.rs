@@ -1,4 +1,5 @@
-//! `ekyc serve`: all four services in one process on their configured ports, or one.
+//! `ekyc serve`: all four services in one process on their configured ports, or one; with
+//! the orchestrator, the verification page and gRPC-Web on `web.port` (`[web]`).
 //!
 //! `[server.tls]` secures the port of the one service a process runs (with `--only`, as in
 //! Kubernetes), or the orchestrator's public port when all four run together: then the
@@ -45,8 +46,12 @@ pub fn serve(settings: &Settings, only: Option<ServiceKind>) -> Result<()> {
             eprintln!("metrics on http://{addr}/metrics");
         }
         let kinds: Vec<ServiceKind> = only.map_or_else(|| ServiceKind::ALL.to_vec(), |k| vec![k]);
-        let orchestrator =
-            if kinds.contains(&ServiceKind::Orchestrator) { Some(orchestrator_engine(settings, only.is_none())?) } else { None };
+        let (orchestrator, demo_key) = if kinds.contains(&ServiceKind::Orchestrator) {
+            let (engine, demo_key) = orchestrator_engine(settings, only.is_none())?;
+            (Some(engine), demo_key)
+        } else {
+            (None, None)
+        };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         let tls = settings.server.tls.load().context("server.tls")?;
@@ -105,6 +110,18 @@ pub fn serve(settings: &Settings, only: Option<ServiceKind>) -> Result<()> {
             });
             eprintln!("{} listening on {addr}{}", kind.name(), if public && tls.is_some() { " (TLS)" } else { "" });
         }
+        // The page and gRPC-Web, wherever the orchestrator runs.
+        if let (Some(engine), true) = (&orchestrator, settings.web.enabled) {
+            let addr = std::net::SocketAddr::new(settings.server.host.parse().context("server.host")?, settings.web.port);
+            let tcp = TcpListener::bind(addr).await.with_context(|| format!("binding the web page to {addr}"))?;
+            let mut stop = stop_rx.clone();
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let (engine, web, max_message) = (std::sync::Arc::clone(engine), settings.web.clone(), settings.server.max_message_bytes);
+            tasks.spawn(async move { ekyc_web::serve(engine, web, demo_key, max_message, tcp, shutdown).await.context("web") });
+            eprintln!("web page on http://{addr}/{}", if settings.web.demo { " (demo sessions ON)" } else { "" });
+        }
         tokio::select! {
             () = shutdown_signal() => {}
             Some(done) = tasks.join_next() => { done.context("service task")??; }
@@ -122,8 +139,25 @@ pub fn serve(settings: &Settings, only: Option<ServiceKind>) -> Result<()> {
 
 /// The orchestrator's engine. All in one process: its backends are this process's own
 /// services on their configured ports, whatever the `[orchestrator.backends]` endpoints say.
-fn orchestrator_engine(settings: &Settings, all_in_one: bool) -> Result<std::sync::Arc<ekyc_orchestrator::Engine>> {
+/// With `web.demo` on, also the demo key, whose hash joins the API keys.
+fn orchestrator_engine(
+    settings: &Settings,
+    all_in_one: bool,
+) -> Result<(std::sync::Arc<ekyc_orchestrator::Engine>, Option<ekyc_web::DemoKey>)> {
     let mut cfg = settings.orchestrator.clone();
+    let mut demo_entry = None;
+    let demo_key = if settings.web.enabled && settings.web.demo {
+        let (key, entry) = ekyc_web::DemoKey::generate(&settings.web)?;
+        demo_entry = Some(entry);
+        tracing::warn!("web.demo is on: anyone who can reach the page can start verification sessions; never in production");
+        eprintln!(
+            "WARNING: web.demo is on: anyone who can reach the page can start sessions ({} a minute); never in production",
+            settings.web.demo_sessions_per_minute
+        );
+        Some(key)
+    } else {
+        None
+    };
     if all_in_one {
         let local = |kind: ServiceKind| -> Result<String> {
             let mut addr = settings.server.addr(kind)?;
@@ -141,10 +175,13 @@ fn orchestrator_engine(settings: &Settings, all_in_one: bool) -> Result<std::syn
             b.tls = Default::default();
         }
     }
-    let (keys, notes) = ekyc_orchestrator::Keys::resolve(&cfg)?;
+    let (mut keys, notes) = ekyc_orchestrator::Keys::resolve(&cfg)?;
+    // After the configured keys are resolved, so that the development key is still made
+    // when none is configured.
+    keys.api_keys.extend(demo_entry);
     for n in notes.0 {
         eprintln!("orchestrator {n}");
     }
     let engine = ekyc_orchestrator::Engine::new(cfg, keys, settings.server.max_message_bytes)?;
-    Ok(std::sync::Arc::new(engine))
+    Ok((std::sync::Arc::new(engine), demo_key))
 }

@@ -10,6 +10,7 @@ use ekyc_liveness::LivenessConfig;
 use ekyc_orchestrator::OrchestratorConfig;
 use ekyc_runtime::{LogSettings, ServerSettings, SettingsError, load_layered};
 use ekyc_vision::VisionConfig;
+use ekyc_web::WebConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -22,6 +23,7 @@ pub struct Settings {
     pub liveness: LivenessConfig,
     pub document: DocumentConfig,
     pub orchestrator: OrchestratorConfig,
+    pub web: WebConfig,
     /// The file these settings were read from, if any.
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -43,6 +45,10 @@ impl Settings {
         self.liveness.validate().map_err(|e| SettingsError::Invalid(format!("liveness: {e}")))?;
         self.document.validate().map_err(|e| SettingsError::Invalid(format!("document: {e}")))?;
         self.orchestrator.validate().map_err(|e| SettingsError::Invalid(format!("orchestrator: {e}")))?;
+        self.web.validate().map_err(|e| SettingsError::Invalid(format!("web: {e}")))?;
+        if self.web.demo && !self.web.demo_policy.is_empty() && !self.orchestrator.policies.contains_key(&self.web.demo_policy) {
+            return Err(SettingsError::Invalid(format!("web: demo_policy {:?} is not among the policies", self.web.demo_policy)));
+        }
         Ok(())
     }
 }
@@ -100,6 +106,7 @@ mod tests {
         assert_eq!(s.liveness, LivenessConfig::default());
         assert_eq!(s.document, DocumentConfig::default());
         assert_eq!(s.orchestrator, OrchestratorConfig::default());
+        assert_eq!(s.web, WebConfig::default());
     }
 
     /// The Kubernetes manifests agree with the settings: every `EKYC__...` variable a

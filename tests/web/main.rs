@@ -1,0 +1,200 @@
+//! The verification page in a real browser: Debian's Chromium driven by `puppeteer-core`
+//! (`web/tests/*.test.mjs`, run with `node --test`) against the page and gRPC-Web served by
+//! `ekyc_web` over loopback, backed by the real services (real models, real Redis).
+//!
+//! The browser's camera is Chromium's fake capture device playing a Y4M video that turns one
+//! development photo's face through every pose and back, looping; the page must capture each
+//! step when its pose comes round, in whatever order the challenge asks. Those frames are
+//! rendered from a still photo, a presentation attack by construction: like the rest of the
+//! end-to-end suite this tests the flow and the decision logic, not PAD (see
+//! `ekyc_tests::liveness_config`).
+//!
+//! Screenshots of every state are written to `target/web-artefacts/` (kept by CI).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ekyc_proto::v1::StartSessionRequest;
+use ekyc_testkit::frames::{id_card_from_bytes, pipeline};
+use ekyc_testkit::headturn::{TurnableFace, encode_jpeg};
+use ekyc_tests::{TEST_API_KEY, authed, backends, orchestrator_config, serve_orchestrator, test_state_keys};
+
+const FACES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/faces");
+const WEB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../web");
+
+/// The fake camera's video: the face turned from frontal to each pose and back, 10 frames
+/// a second, holding each pose for a moment; and the single pose photos for the upload path.
+fn camera_inputs(dir: &Path) -> PathBuf {
+    let face = TurnableFace::from_bytes(pipeline(), &std::fs::read(format!("{FACES}/obama_1.jpg")).expect("photo")).expect("a face");
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).expect("frames dir");
+    // Yaw > 0: the user's own left; pitch > 0: up (as `ekyc verify`'s demo inputs).
+    let poses = [(26.0f32, 0.0f32), (-26.0, 0.0), (0.0, 21.0), (0.0, -21.0)];
+    let mut path = vec![(0.0f32, 0.0f32); 8];
+    for (yaw, pitch) in poses {
+        for i in 1..=6 {
+            let f = i as f32 / 6.0;
+            path.push((yaw * f, pitch * f));
+        }
+        path.extend(std::iter::repeat_n((yaw, pitch), 8));
+        for i in (0..6).rev() {
+            let f = i as f32 / 6.0;
+            path.push((yaw * f, pitch * f));
+        }
+        path.extend(std::iter::repeat_n((0.0, 0.0), 6));
+    }
+    for (i, (yaw, pitch)) in path.iter().enumerate() {
+        let jpeg = encode_jpeg(&face.turned(*yaw, *pitch), 92).expect("jpeg");
+        std::fs::write(frames.join(format!("f{i:04}.jpg")), jpeg).expect("frame");
+    }
+    for (name, yaw, pitch) in [("front", 0.0, 0.0), ("left", 25.0, 0.0), ("right", -25.0, 0.0), ("up", 0.0, 20.0), ("down", 0.0, -20.0)] {
+        std::fs::write(dir.join(format!("{name}.jpg")), encode_jpeg(&face.turned(yaw, pitch), 92).expect("jpeg")).expect("pose photo");
+    }
+    // Two rounds, with a camera's temporal noise: no two frames of the file are the same
+    // bytes (the server refuses a frame it has seen before), until Chromium loops it.
+    let y4m = dir.join("camera.y4m");
+    let out = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-stream_loop", "1", "-framerate", "10", "-i"])
+        .arg(frames.join("f%04d.jpg"))
+        .args([
+            "-vf",
+            "scale=640:480:force_original_aspect_ratio=decrease,pad=640:480:(ow-iw)/2:(oh-ih)/2,noise=alls=4:allf=t",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&y4m)
+        .output()
+        .expect("ffmpeg runs (scripts/setup.sh installs it)");
+    assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    y4m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_verifies_in_chromium() {
+    let b = backends();
+    let mut cfg = orchestrator_config(b);
+    // Sessions that expire at once, for the expired-session test.
+    let mut short = cfg.policies.get("low-risk").expect("the low-risk policy").clone();
+    short.session_ttl_s = 1;
+    cfg.policies.insert("web-expiring".into(), short);
+    let web_cfg = ekyc_web::WebConfig { demo: true, allowed_origins: vec!["https://allowed.example".into()], ..Default::default() };
+    let (demo_key, demo_entry) = ekyc_web::DemoKey::generate(&web_cfg).expect("demo key");
+    let api_keys =
+        vec![ekyc_orchestrator::auth::ApiKeyConfig::for_secret("e2e", TEST_API_KEY, Vec::new()).expect("key config"), demo_entry];
+    let keys = ekyc_orchestrator::Keys { state: test_state_keys(), evidence_key: ekyc_evidence::EvidenceKey::generate(), api_keys };
+    let engine = std::sync::Arc::new(ekyc_orchestrator::Engine::new(cfg, keys, 32 << 20).expect("engine"));
+    let grpc = serve_orchestrator(std::sync::Arc::clone(&engine)).await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let web =
+        tokio::spawn(ekyc_web::serve(std::sync::Arc::clone(&engine), web_cfg.clone(), Some(demo_key), 32 << 20, listener, async move {
+            let _ = stopped.await;
+        }));
+
+    let dir = std::env::temp_dir().join(format!("ekyc-web-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // Chromium reads uploads from absolute paths without `..` only.
+    let dir = std::fs::canonicalize(&dir).expect("temp dir");
+    let y4m = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || camera_inputs(&dir)
+    })
+    .await
+    .expect("inputs");
+    let card = dir.join("card.jpg");
+    std::fs::write(&card, id_card_from_bytes(&std::fs::read(format!("{FACES}/obama_3.jpg")).expect("photo"), 11)).expect("card");
+
+    // The operator's back end starts a session and hands the page its id and token; this
+    // one has expired by the time the page opens it.
+    let mut operator = authed(grpc.channel().await);
+    let expiring = operator
+        .start_session(StartSessionRequest { policy: "web-expiring".into(), ..Default::default() })
+        .await
+        .expect("StartSession")
+        .into_inner();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    let artefacts = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/web-artefacts"));
+    let _ = std::fs::remove_dir_all(&artefacts);
+    std::fs::create_dir_all(&artefacts).expect("artefacts dir");
+    let artefacts = std::fs::canonicalize(&artefacts).expect("artefacts dir");
+    let node = tokio::task::spawn_blocking({
+        let (url, y4m, card, dir, artefacts) = (url.clone(), y4m.clone(), card.clone(), dir.clone(), artefacts.clone());
+        move || {
+            Command::new("node")
+                .args(["--test", "--test-concurrency=1", "tests/"])
+                .current_dir(WEB)
+                .env("EKYC_WEB_URL", &url)
+                .env("EKYC_CAMERA_Y4M", &y4m)
+                .env("EKYC_CARD", &card)
+                .env("EKYC_POSES", &dir)
+                .env("EKYC_BAD_DOCUMENT", std::fs::canonicalize(format!("{FACES}/obama_2.jpg")).expect("a development photo"))
+                .env("EKYC_EXPIRED_SESSION", &expiring.session_id)
+                .env("EKYC_EXPIRED_TOKEN", &expiring.session_token)
+                .env("EKYC_API_KEY", TEST_API_KEY)
+                .env("EKYC_ARTEFACTS", &artefacts)
+                .output()
+                .expect("node runs (scripts/setup.sh installs web/node_modules)")
+        }
+    })
+    .await
+    .expect("node");
+    let _ = stop.send(());
+    web.await.expect("web task").expect("the web port serves");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&node.stdout);
+    println!("{stdout}\n{}", String::from_utf8_lossy(&node.stderr));
+    assert!(node.status.success(), "browser tests failed (screenshots in {}):\n{stdout}", artefacts.display());
+
+    // The record the page downloaded verifies under the orchestrator's evidence key.
+    let record = std::fs::read_dir(&artefacts)
+        .expect("artefacts")
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("evidence-"))
+        .expect("the page downloaded the evidence record");
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(record.path()).expect("record")).expect("JSON");
+    let payload = ekyc_evidence::verify(record["evidence_jws"].as_str().expect("a JWS"), &engine.evidence_public_key())
+        .expect("the downloaded record verifies");
+    assert_eq!(payload["session"]["id"], record["session_id"], "{payload}");
+}
+
+/// The committed client code and bundle are what `web/`'s sources and lockfile build: the
+/// code generated from `proto/` again, the bundle built again, byte for byte.
+#[test]
+fn the_committed_page_is_built_from_its_sources() {
+    let out = std::env::temp_dir().join(format!("ekyc-web-build-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = |args: &[&str]| {
+        let path = format!("{WEB}/node_modules/.bin:{}", std::env::var("PATH").unwrap_or_default());
+        let o = Command::new(args[0]).args(&args[1..]).current_dir(WEB).env("PATH", path).output().expect("node tools (scripts/setup.sh)");
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    let gen_dir = out.join("gen");
+    run(&["node_modules/.bin/buf", "generate", "../proto", "--template", "buf.gen.yaml", "-o", gen_dir.to_str().expect("UTF-8")]);
+    let dist = out.join("dist");
+    run(&["node", "build.mjs", dist.to_str().expect("UTF-8")]);
+    let compare = |built: &Path, committed: &Path| {
+        let mut n = 0;
+        for e in std::fs::read_dir(built).expect("built files") {
+            let e = e.expect("entry");
+            let committed = committed.join(e.file_name());
+            if e.file_type().expect("type").is_dir() {
+                continue;
+            }
+            assert_eq!(
+                std::fs::read(e.path()).expect("built"),
+                std::fs::read(&committed).unwrap_or_default(),
+                "{} is not what the sources build: run `npm run generate && npm run build` in web/",
+                committed.display()
+            );
+            n += 1;
+        }
+        n
+    };
+    let generated = compare(&gen_dir.join("src/gen/ekyc/v1"), &Path::new(WEB).join("src/gen/ekyc/v1"));
+    assert_eq!(generated, 5, "one file per proto");
+    assert_eq!(compare(&dist, &Path::new(WEB).join("dist")), 3);
+    let _ = std::fs::remove_dir_all(&out);
+}
