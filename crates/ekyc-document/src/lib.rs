@@ -10,6 +10,10 @@
 //! The server listens at once; health reports the service NOT_SERVING until the models are
 //! loaded and warmed up, and calls meanwhile get UNAVAILABLE. Admission control bounds the
 //! requests in flight; past it calls get RESOURCE_EXHAUSTED at once.
+//!
+//! Serving (loading off the async runtime, health, admission, metrics, drain on shutdown,
+//! errors to statuses) is the runtime's service kit ([`ekyc_runtime::kit`]); this crate
+//! gives it its engine (`impl ModelEngine for Engine`), its adapter and its error enum.
 
 pub mod config;
 pub mod engine;

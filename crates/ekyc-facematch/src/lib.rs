@@ -11,6 +11,10 @@
 //! [`serve`] with an error (so the process exits non-zero). Health is NOT_SERVING again
 //! while a model thread that panicked is restarted. Admission control bounds the requests in
 //! flight, once each request's body is in; past it calls get RESOURCE_EXHAUSTED at once.
+//!
+//! Serving (loading off the async runtime, health, admission, metrics, drain on shutdown,
+//! errors to statuses) is the runtime's service kit ([`ekyc_runtime::kit`]); this crate
+//! gives it its engine (`impl ModelEngine for Engine`), its adapter and its error enum.
 
 pub mod batcher;
 pub mod calibration;

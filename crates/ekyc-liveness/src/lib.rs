@@ -10,6 +10,10 @@
 //! - [`perceptual`]: the face crop's perceptual hash, for replays across challenges.
 //! - [`verify`]: the verdict as a pure function; [`engine`]: the plain-Rust core.
 //! - [`service`]: the thin gRPC adapter; [`error`]: the one error enum and its statuses.
+//!
+//! Serving (loading off the async runtime, health, admission, metrics, drain on shutdown,
+//! errors to statuses) is the runtime's service kit ([`ekyc_runtime::kit`]); this crate
+//! gives it its engine (`impl ModelEngine for Engine`), its adapter and its error enum.
 
 pub mod attestation;
 pub mod challenge;
