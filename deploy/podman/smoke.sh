@@ -114,6 +114,17 @@ for c in 1 2 3; do
     done
   ) >"$work/client-$c.log" &
 done
+# The liveness and document workers' queue depth (ekyc_queue_depth) as their /metrics
+# render it, twice a second while the load runs (facematch gets embeddings here, no images).
+for svc in liveness document; do
+  (
+    ip=$(ip_of "$svc-pod-0-$svc")
+    while [ $SECONDS -lt $end ]; do
+      curl -sf "http://$ip:9090/metrics" | awk '/^ekyc_queue_depth\{/ && /queue="workers"/ {print $NF}'
+      sleep 0.5
+    done
+  ) >"$work/queue-depth-$svc.log" &
+done
 sleep $((LOAD_S / 3))
 killed_at=$(date +%s.%N)
 # A crash, not `podman kill` (after which podman applies no restart policy): SIGKILL to the
@@ -125,6 +136,11 @@ cat "$work"/client-*.log | sort -k2 >"$work/load.log"
 ok=$(grep -c '^ok' "$work/load.log" || true); failed=$(grep -c '^FAIL' "$work/load.log" || true)
 after=$(awk -v k="$killed_at" '$1 == "ok" && $2 > k' "$work/load.log" | wc -l)
 echo "load: $ok verifications decided ($after after the kill), $failed failed"
+for svc in liveness document; do
+  samples=$(wc -l <"$work/queue-depth-$svc.log")
+  echo "$svc worker queue depth during the load: $samples samples, highest $(sort -g "$work/queue-depth-$svc.log" | tail -n1)"
+  [ "$samples" -gt 0 ] || { echo "smoke: $svc's /metrics has no ekyc_queue_depth" >&2; exit 1; }
+done
 grep '^FAIL' "$work/load.log" | head -n 5 || true
 for _ in $(seq 30); do
   [ "$("${podman[@]}" inspect "$first" --format '{{.State.Running}}')" = true ] && break
