@@ -40,7 +40,7 @@ pub trait ServiceError: std::fmt::Display + From<ServeError> + Send + 'static {
     fn internal(message: String) -> Self;
 }
 
-/// The status for `e`: its code and its message (which starts with the reason code).
+/// The status for `e`: its code and its message (for bad input, the reason code first).
 pub fn status<E: ServiceError>(e: &E) -> tonic::Status {
     tonic::Status::new(e.code(), e.to_string())
 }
