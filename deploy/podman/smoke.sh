@@ -48,6 +48,27 @@ grep -q '^decision ' "$work/one.txt"
 # Compare calls a facematch container has answered, from its /metrics (the network is
 # reachable from the host).
 ip_of() { "${podman[@]}" inspect "$1" --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}'; }
+
+step "mutual TLS between the services: facematch admits the orchestrator's certificate only"
+# A gRPC health check on facematch's API port (HTTP/2 over TLS, name checked as `facematch`)
+# with the orchestrator's client certificate, with another certificate of the cluster's CA
+# (facematch's own), and with none; prints the HTTP status and the grpc-status header.
+printf '\0\0\0\0\0' >"$work/health-request"
+tls=/var/lib/ekyc-podman
+probe() {
+  curl -s -o /dev/null -D - --http2 --max-time 5 --resolve "facematch:50054:$(ip_of facematch-pod-0-facematch)" \
+    --cacert "$tls/tls-facematch/ca.crt" -H 'content-type: application/grpc' -H 'te: trailers' \
+    --data-binary @"$work/health-request" "$@" https://facematch:50054/grpc.health.v1.Health/Check |
+    awk 'tolower($1) ~ /^http\// {h = $2} tolower($1) == "grpc-status:" {g = $2} END {printf "%s grpc-status=%s", (h ? h : "refused"), (g ? g : "-")}' | tr -d '\r'
+}
+as_orchestrator=$(probe --cert "$tls/tls-orchestrator-client/tls.crt" --key "$tls/tls-orchestrator-client/tls.key")
+as_other=$(probe --cert "$tls/tls-facematch/tls.crt" --key "$tls/tls-facematch/tls.key")
+without=$(probe || true)
+echo "orchestrator's certificate: $as_orchestrator; facematch's own certificate: $as_other; no certificate: $without"
+# OK comes in the trailers (shown or not by curl); PERMISSION_DENIED (7) answers at once.
+case "$as_orchestrator" in "200 grpc-status=0" | "200 grpc-status=-") ;; *) echo "smoke: the orchestrator's certificate was not admitted" >&2; exit 1 ;; esac
+[ "$as_other" = "200 grpc-status=7" ] || { echo "smoke: a certificate naming another client was not refused by the name check" >&2; exit 1; }
+case "$without" in refused*) ;; *) echo "smoke: a client without a certificate got in" >&2; exit 1 ;; esac
 compares() {
   curl -sf "http://$(ip_of "$1"):9090/metrics" |
     awk '/^ekyc_request_duration_seconds_count\{service="ekyc.v1.FaceMatch",method="Compare",code="OK"\}/ {s += $2} END {print s + 0}'
@@ -58,6 +79,9 @@ first=facematch-pod-0-facematch
 "${podman[@]}" run -d --name facematch-2 --label ekyc-smoke --network ekyc:alias=facematch --restart always \
   --read-only --user 65532:65532 --cap-drop ALL --security-opt no-new-privileges --tmpfs /tmp:size=16m --memory 2g \
   -v /var/lib/ekyc-podman/config:/etc/ekyc/config:ro -e EKYC__CONFIG_FILE=/etc/ekyc/config/ekyc.toml \
+  -v /var/lib/ekyc-podman/tls-facematch:/etc/ekyc/tls:ro -e EKYC__SERVER__TLS__CERT_FILE=/etc/ekyc/tls/tls.crt \
+  -e EKYC__SERVER__TLS__KEY_FILE=/etc/ekyc/tls/tls.key -e EKYC__SERVER__TLS__CLIENT_CA_FILE=/etc/ekyc/tls/ca.crt \
+  -e EKYC__SERVER__TLS__ALLOWED_CLIENT_NAMES=orchestrator -e EKYC__SERVER__HEALTH_PORT=50060 \
   -e EKYC__SERVER__HOST=0.0.0.0 -e EKYC__FACEMATCH__WORKERS=1 \
   ghcr.io/ekyc/ekyc:0.1.0 serve --service facematch >/dev/null
 # Serving once its metrics say so; the orchestrator re-resolves `facematch` every 2 s.
@@ -90,6 +114,17 @@ for c in 1 2 3; do
     done
   ) >"$work/client-$c.log" &
 done
+# The liveness and document workers' queue depth (ekyc_queue_depth) as their /metrics
+# render it, twice a second while the load runs (facematch gets embeddings here, no images).
+for svc in liveness document; do
+  (
+    ip=$(ip_of "$svc-pod-0-$svc")
+    while [ $SECONDS -lt $end ]; do
+      curl -sf "http://$ip:9090/metrics" | awk '/^ekyc_queue_depth\{/ && /queue="workers"/ {print $NF}'
+      sleep 0.5
+    done
+  ) >"$work/queue-depth-$svc.log" &
+done
 sleep $((LOAD_S / 3))
 killed_at=$(date +%s.%N)
 # A crash, not `podman kill` (after which podman applies no restart policy): SIGKILL to the
@@ -101,6 +136,11 @@ cat "$work"/client-*.log | sort -k2 >"$work/load.log"
 ok=$(grep -c '^ok' "$work/load.log" || true); failed=$(grep -c '^FAIL' "$work/load.log" || true)
 after=$(awk -v k="$killed_at" '$1 == "ok" && $2 > k' "$work/load.log" | wc -l)
 echo "load: $ok verifications decided ($after after the kill), $failed failed"
+for svc in liveness document; do
+  samples=$(wc -l <"$work/queue-depth-$svc.log")
+  echo "$svc worker queue depth during the load: $samples samples, highest $(sort -g "$work/queue-depth-$svc.log" | tail -n1)"
+  [ "$samples" -gt 0 ] || { echo "smoke: $svc's /metrics has no ekyc_queue_depth" >&2; exit 1; }
+done
 grep '^FAIL' "$work/load.log" | head -n 5 || true
 for _ in $(seq 30); do
   [ "$("${podman[@]}" inspect "$first" --format '{{.State.Running}}')" = true ] && break
@@ -111,7 +151,7 @@ echo "$first: running=$("${podman[@]}" inspect "$first" --format '{{.State.Runni
 [ "$failed" -eq 0 ] || { echo "smoke: $failed verifications failed under the kill" >&2; exit 1; }
 [ "$("${podman[@]}" inspect "$first" --format '{{.RestartCount}}')" -gt "$restarts_before" ] ||
   { echo "smoke: $first was not restarted" >&2; exit 1; }
-env -u EKYC__CONFIG_FILE "$ekyc" health --wait 60
+env -u EKYC__CONFIG_FILE $(cat "$here/.state/health.env") "$ekyc" health --wait 60
 
 step "down"
 trap - EXIT

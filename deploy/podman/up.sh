@@ -7,6 +7,10 @@
 # SERVING, and writes deploy/podman/.state/env for clients:
 #   EKYC_SERVER=http://127.0.0.1:50051   the orchestrator (published on the host)
 #   EKYC_API_KEY=...                     an API key the orchestrator admits (CLI reads it)
+# and deploy/podman/.state/health.env, the ports `ekyc health` asks (the orchestrator's, and
+# the backends' plain health ports). Between the services it is mutual TLS: up.sh makes a
+# private CA for this cluster, a server certificate per backend (naming its Service) and the
+# orchestrator's client certificate; the CA's key is deleted once they are signed.
 # Root only. Undo everything with deploy/podman/down.sh.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -44,6 +48,24 @@ password="$(openssl rand -hex 32)"
 printf '%s' "$password" >"$secrets/redis-client/password"
 printf 'requirepass %s\n' "$password" >"$secrets/redis-server/redis.conf"
 unset password
+# TLS between the services: a CA for this cluster only (its key never leaves a temporary
+# folder), a server certificate per backend naming its Service, and the orchestrator's
+# client certificate (the one name the backends admit).
+ca="$(mktemp -d)"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=ekyc podman cluster CA" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -keyout "$ca/ca.key" -out "$ca/ca.crt" 2>/dev/null
+issue() { # NAME FOLDER: a P-256 key and a certificate naming NAME (SAN DNS and CN)
+  mkdir -p "$2"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" -keyout "$2/tls.key" -out "$ca/$1.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n' "$1" >"$ca/$1.ext"
+  openssl x509 -req -in "$ca/$1.csr" -CA "$ca/ca.crt" -CAkey "$ca/ca.key" -set_serial "0x$(openssl rand -hex 16)" -days 30 \
+    -extfile "$ca/$1.ext" -out "$2/tls.crt" 2>/dev/null
+  cp "$ca/ca.crt" "$2/ca.crt"
+}
+for name in liveness document facematch; do issue "$name" "$secrets/tls-$name"; done
+issue orchestrator "$secrets/tls-orchestrator-client"
+rm -rf "$ca"
 # The ConfigMap's ekyc.toml, plus the API key of this machine's client.
 python3 - "$state/rendered.yaml" >"$secrets/config/ekyc.toml" <<'PY'
 import sys, yaml
@@ -81,8 +103,16 @@ for name in redis liveness document facematch orchestrator; do
   echo "up.sh: $name playing"
 done
 
-# Every service SERVING (models loaded and warm), through the ports published on the host.
-env -u EKYC__CONFIG_FILE "$ekyc" health --wait 300
+# Every service SERVING (models loaded and warm): the orchestrator on its API port, the
+# backends (TLS only on their API ports) on their plain health ports, all published on the
+# host's loopback.
+cat >"$state/health.env" <<ENV
+EKYC__SERVER__ORCHESTRATOR_PORT=50051
+EKYC__SERVER__LIVENESS_PORT=50062
+EKYC__SERVER__DOCUMENT_PORT=50063
+EKYC__SERVER__FACEMATCH_PORT=50064
+ENV
+env -u EKYC__CONFIG_FILE $(cat "$state/health.env") "$ekyc" health --wait 300
 cat >"$state/env" <<ENV
 EKYC_SERVER=http://127.0.0.1:50051
 EKYC_API_KEY=$api_key

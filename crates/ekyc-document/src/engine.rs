@@ -1,12 +1,14 @@
 //! The document engine, a plain-Rust core with no gRPC: each photo is decoded and analysed
 //! on a bounded pool of worker threads, each owning its own face models; a full queue is
-//! refused at once, and work for a caller that went away is dropped before it starts.
+//! refused at once, and work for a caller that went away is dropped before it starts. The
+//! pool is the kit's ([`ekyc_runtime::kit::Workers`]), which exports its queue depth.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ekyc_vision::pool::{InferencePool, PoolError};
+use ekyc_runtime::kit::Workers;
+use ekyc_vision::pool::InferencePool;
 use ekyc_vision::{FacePipeline, ImageMeta, VisionConfig, VisionError};
 use sha2::{Digest, Sha256};
 
@@ -34,7 +36,7 @@ pub struct PhotoResult {
 pub struct Engine {
     cfg: DocumentConfig,
     vision: VisionConfig,
-    workers: InferencePool<FacePipeline>,
+    workers: Workers<FacePipeline, DocumentError>,
     photos: AtomicU64,
 }
 
@@ -62,7 +64,8 @@ impl Engine {
             role: "worker",
             make: Arc::new(move || make_worker().map_err(|e| e.to_string())),
         };
-        let workers = InferencePool::restarting(pipelines, cfg.worker_queue, "document-worker", restart)?;
+        let workers =
+            Workers::new(crate::KIND, "document", InferencePool::restarting(pipelines, cfg.worker_queue, "document-worker", restart)?);
         Ok(Engine { cfg: cfg.clone(), vision: vision.clone(), workers, photos: AtomicU64::new(0) })
     }
 
@@ -91,7 +94,7 @@ impl Engine {
         let cfg = self.cfg.clone();
         let (started, result) = self
             .workers
-            .run(move |p: &mut FacePipeline| {
+            .run(field, move |p: &mut FacePipeline| {
                 let started = Instant::now();
                 let run = || -> Result<_, VisionError> {
                     let sha256 = hex::encode(Sha256::digest(&bytes));
@@ -101,14 +104,7 @@ impl Engine {
                 };
                 (started, run())
             })
-            .await
-            .map_err(|e| match e {
-                PoolError::Busy => {
-                    DocumentError::Busy("all document workers are busy and their queue is full; retry after a short backoff".into())
-                }
-                PoolError::Closed => DocumentError::Unavailable("the document workers have shut down".into()),
-                PoolError::Panicked => DocumentError::Internal(format!("{field}: a document worker failed")),
-            })?;
+            .await?;
         let (width, height, meta, sha256, extraction) = result.map_err(|e| DocumentError::image(field, e))?;
         self.photos.fetch_add(1, Ordering::Relaxed);
         let queue = started.saturating_duration_since(submitted);

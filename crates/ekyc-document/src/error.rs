@@ -1,4 +1,5 @@
-//! The service's one error enum and its mapping to gRPC statuses, in one place. Messages
+//! The service's one error enum and its mapping to gRPC codes, in one place
+//! ([`ekyc_runtime::kit::ServiceError::code`]). Messages
 //! start with the reason code a client can act on, then the field.
 
 use ekyc_vision::VisionError;
@@ -38,13 +39,31 @@ impl DocumentError {
     }
 }
 
+impl ekyc_runtime::kit::ServiceError for DocumentError {
+    fn code(&self) -> tonic::Code {
+        match self {
+            DocumentError::InvalidArgument(_) => tonic::Code::InvalidArgument,
+            DocumentError::Busy(_) => tonic::Code::ResourceExhausted,
+            DocumentError::Unavailable(_) => tonic::Code::Unavailable,
+            DocumentError::Internal(_) | DocumentError::Serve(_) | DocumentError::Io(_) => tonic::Code::Internal,
+        }
+    }
+
+    fn unavailable(message: String) -> Self {
+        DocumentError::Unavailable(message)
+    }
+
+    fn busy(message: String) -> Self {
+        DocumentError::Busy(message)
+    }
+
+    fn internal(message: String) -> Self {
+        DocumentError::Internal(message)
+    }
+}
+
 impl From<DocumentError> for tonic::Status {
     fn from(e: DocumentError) -> Self {
-        match e {
-            DocumentError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
-            DocumentError::Busy(m) => tonic::Status::resource_exhausted(m),
-            DocumentError::Unavailable(m) => tonic::Status::unavailable(m),
-            other => tonic::Status::internal(other.to_string()),
-        }
+        ekyc_runtime::kit::status(&e)
     }
 }

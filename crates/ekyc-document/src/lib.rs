@@ -10,6 +10,10 @@
 //! The server listens at once; health reports the service NOT_SERVING until the models are
 //! loaded and warmed up, and calls meanwhile get UNAVAILABLE. Admission control bounds the
 //! requests in flight; past it calls get RESOURCE_EXHAUSTED at once.
+//!
+//! Serving (loading off the async runtime, health, admission, metrics, drain on shutdown,
+//! errors to statuses) is the runtime's service kit ([`ekyc_runtime::kit`]); this crate
+//! gives it its engine (`impl ModelEngine for Engine`), its adapter and its error enum.
 
 pub mod config;
 pub mod engine;
@@ -19,13 +23,13 @@ pub mod quad;
 pub mod service;
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use ekyc_proto::v1::document_server::DocumentServer;
 use ekyc_runtime::ServiceKind;
-use ekyc_runtime::serve::{ApiOptions, Engine as ServeEngine, limits_for, serve_api_with};
+use ekyc_runtime::kit::{self, Holder, ModelEngine};
+use ekyc_runtime::serve::{Listener, limits_for};
 use ekyc_vision::VisionConfig;
-use tokio::net::TcpListener;
 
 pub use config::DocumentConfig;
 pub use engine::{Engine, PhotoResult};
@@ -35,41 +39,53 @@ pub use extract::{DocumentKind, ExtractOptions, Extraction};
 /// Which service this crate serves.
 pub const KIND: ServiceKind = ServiceKind::Document;
 
+impl ModelEngine for Engine {
+    const KIND: ServiceKind = KIND;
+    type Config = DocumentConfig;
+    type Error = DocumentError;
+    type Api = DocumentServer<service::DocumentService>;
+
+    fn start(vision: &VisionConfig, cfg: &DocumentConfig) -> Result<Self, DocumentError> {
+        Engine::start(vision, cfg)
+    }
+
+    fn max_in_flight(cfg: &DocumentConfig) -> usize {
+        cfg.max_in_flight
+    }
+
+    fn config(&self) -> &DocumentConfig {
+        Engine::config(self)
+    }
+
+    fn usable(&self) -> bool {
+        Engine::usable(self)
+    }
+
+    fn api(engine: Holder<Self>, max_message_bytes: usize) -> Self::Api {
+        DocumentServer::new(service::DocumentService::new(engine))
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
+    }
+}
+
 /// Serves on `listener` until `shutdown` completes, loading the models in the background
 /// (health NOT_SERVING until they are warm; calls meanwhile get UNAVAILABLE).
 pub async fn serve(
     vision: VisionConfig,
     cfg: DocumentConfig,
     max_message_bytes: usize,
-    listener: impl Into<ekyc_runtime::serve::Listener>,
+    listener: impl Into<Listener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DocumentError> {
-    let cell = Arc::new(OnceLock::new());
-    let api = api(Arc::clone(&cell), max_message_bytes);
-    let max_in_flight = cfg.max_in_flight;
-    let load = move || Engine::start(&vision, &cfg);
-    let options = ApiOptions { limits: limits_for(max_message_bytes), usable: Some(Engine::usable) };
-    serve_api_with(KIND, cell, ServeEngine::Load(load), api, max_in_flight, options, listener, shutdown).await?;
-    Ok(())
+    kit::serve::<Engine>(vision, cfg, max_message_bytes, listener, shutdown).await
 }
 
 /// Serves an engine that is already loaded (tests, embedding in other programs).
 pub async fn serve_engine(
     engine: Arc<Engine>,
     max_message_bytes: usize,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DocumentError> {
-    let cell = Arc::new(OnceLock::new());
-    let api = api(Arc::clone(&cell), max_message_bytes);
-    let max_in_flight = engine.config().max_in_flight;
-    let options = ApiOptions { limits: limits_for(max_message_bytes), usable: Some(Engine::usable) };
-    serve_api_with(KIND, cell, ServeEngine::ready(engine), api, max_in_flight, options, listener, shutdown).await?;
-    Ok(())
-}
-
-fn api(cell: Arc<OnceLock<Arc<Engine>>>, max_message_bytes: usize) -> DocumentServer<service::DocumentService> {
-    DocumentServer::new(service::DocumentService::new(cell))
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(max_message_bytes)
+    kit::serve_loaded(engine, limits_for(max_message_bytes), listener, shutdown).await
 }

@@ -1,12 +1,13 @@
 //! The gRPC adapter: validates the request in one place, calls the engine, and turns its
 //! result into `ekyc.v1` messages. No image work happens here.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ekyc_proto::v1 as pb;
 use ekyc_proto::v1::document_server::Document;
 use ekyc_runtime::convert;
+use ekyc_runtime::kit::{Holder, answer};
 use tonic::{Request, Response, Status};
 
 use crate::engine::{Engine, PhotoResult};
@@ -16,16 +17,16 @@ use crate::extract::{Code, DocumentKind, ExtractOptions, OtherKind, Reason};
 /// The service; answers UNAVAILABLE until the engine is loaded and warm.
 #[derive(Debug, Clone)]
 pub struct DocumentService {
-    engine: Arc<OnceLock<Arc<Engine>>>,
+    engine: Holder<Engine>,
 }
 
 impl DocumentService {
-    pub fn new(engine: Arc<OnceLock<Arc<Engine>>>) -> Self {
+    pub fn new(engine: Holder<Engine>) -> Self {
         Self { engine }
     }
 
     fn engine(&self) -> Result<Arc<Engine>, DocumentError> {
-        self.engine.get().cloned().ok_or_else(|| DocumentError::Unavailable("the face models are still loading; retry shortly".into()))
+        self.engine.loaded()
     }
 }
 
@@ -143,17 +144,6 @@ pub fn response(r: &PhotoResult, engine: &Engine, started: Instant) -> pb::Extra
     }
 }
 
-fn record(result: &Result<impl Sized, DocumentError>) {
-    let code = match result {
-        Ok(_) => "OK",
-        Err(DocumentError::InvalidArgument(_)) => "INVALID_ARGUMENT",
-        Err(DocumentError::Busy(_)) => "RESOURCE_EXHAUSTED",
-        Err(DocumentError::Unavailable(_)) => "UNAVAILABLE",
-        Err(_) => "INTERNAL",
-    };
-    metrics::counter!("ekyc_requests_total", "service" => "ekyc.v1.Document", "method" => "ExtractPortrait", "code" => code).increment(1);
-}
-
 impl DocumentService {
     async fn do_extract(&self, req: pb::ExtractPortraitRequest) -> Result<pb::ExtractPortraitResponse, DocumentError> {
         let started = Instant::now();
@@ -170,8 +160,6 @@ impl Document for DocumentService {
         &self,
         request: Request<pb::ExtractPortraitRequest>,
     ) -> Result<Response<pb::ExtractPortraitResponse>, Status> {
-        let result = self.do_extract(request.into_inner()).await;
-        record(&result);
-        Ok(Response::new(result?))
+        answer(crate::KIND, "ExtractPortrait", self.do_extract(request.into_inner()).await)
     }
 }

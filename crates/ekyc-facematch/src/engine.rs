@@ -11,7 +11,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ekyc_vision::pool::{InferencePool, PoolError, Restart};
+use ekyc_runtime::kit::Workers;
+use ekyc_vision::pool::{InferencePool, Restart};
 use ekyc_vision::{Face, FacePipeline, ImageMeta, VisionConfig, VisionError};
 use sha2::{Digest, Sha256};
 
@@ -84,7 +85,7 @@ pub struct Stats {
 pub struct Engine {
     cfg: FacematchConfig,
     vision: VisionConfig,
-    workers: InferencePool<FacePipeline>,
+    workers: Workers<FacePipeline, FacematchError>,
     batcher: Batcher,
     calibration: Option<Calibration>,
     dimension: usize,
@@ -165,7 +166,8 @@ impl Engine {
                 make_embedder().map(|(e, _)| e).map_err(|e| e.to_string())
             }),
         };
-        let workers = InferencePool::restarting(pipelines, cfg.worker_queue, "facematch-worker", worker_restart)?;
+        let workers =
+            Workers::new(crate::KIND, "face", InferencePool::restarting(pipelines, cfg.worker_queue, "facematch-worker", worker_restart)?);
         let batcher =
             Batcher::start(embedders, cfg.max_batch, Duration::from_millis(cfg.max_batch_wait_ms), cfg.embed_queue, embedder_restart)?;
         Ok(Engine {
@@ -236,7 +238,7 @@ impl Engine {
         let inject = std::sync::Arc::clone(&self.panic_next_worker);
         let prepared = self
             .workers
-            .run(move |p: &mut FacePipeline| {
+            .run(field, move |p: &mut FacePipeline| {
                 #[cfg(feature = "fault-injection")]
                 if inject.swap(false, Ordering::SeqCst) {
                     panic!("injected worker panic (fault-injection feature)");
@@ -249,14 +251,7 @@ impl Engine {
                 let faces = p.prepare(&img, opts.largest_only)?;
                 Ok::<_, VisionError>((started, started.elapsed(), img.width(), img.height(), img.meta, sha256, faces))
             })
-            .await
-            .map_err(|e| match e {
-                PoolError::Busy => {
-                    FacematchError::Busy("all face workers are busy and their queue is full; retry after a short backoff".into())
-                }
-                PoolError::Closed => FacematchError::Unavailable("the face workers have shut down".into()),
-                PoolError::Panicked => FacematchError::Internal(format!("{field}: a face worker failed")),
-            })?
+            .await?
             .map_err(|e| FacematchError::image(field, e))?;
         let (started, prep_time, width, height, meta, sha256, prepared) = prepared;
         self.images.fetch_add(1, Ordering::Relaxed);

@@ -1,4 +1,5 @@
-//! The service's one error enum and its mapping to gRPC statuses, in one place. Messages
+//! The service's one error enum and its mapping to gRPC codes, in one place
+//! ([`ekyc_runtime::kit::ServiceError::code`]). Messages
 //! start with the reason code a client can act on, then the field and index.
 
 use ekyc_vision::VisionError;
@@ -37,13 +38,31 @@ impl FacematchError {
     }
 }
 
+impl ekyc_runtime::kit::ServiceError for FacematchError {
+    fn code(&self) -> tonic::Code {
+        match self {
+            FacematchError::InvalidArgument(_) => tonic::Code::InvalidArgument,
+            FacematchError::Busy(_) => tonic::Code::ResourceExhausted,
+            FacematchError::Unavailable(_) => tonic::Code::Unavailable,
+            FacematchError::Internal(_) | FacematchError::Serve(_) | FacematchError::Io(_) => tonic::Code::Internal,
+        }
+    }
+
+    fn unavailable(message: String) -> Self {
+        FacematchError::Unavailable(message)
+    }
+
+    fn busy(message: String) -> Self {
+        FacematchError::Busy(message)
+    }
+
+    fn internal(message: String) -> Self {
+        FacematchError::Internal(message)
+    }
+}
+
 impl From<FacematchError> for tonic::Status {
     fn from(e: FacematchError) -> Self {
-        match e {
-            FacematchError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
-            FacematchError::Busy(m) => tonic::Status::resource_exhausted(m),
-            FacematchError::Unavailable(m) => tonic::Status::unavailable(m),
-            other => tonic::Status::internal(other.to_string()),
-        }
+        ekyc_runtime::kit::status(&e)
     }
 }

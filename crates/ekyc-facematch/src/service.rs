@@ -1,12 +1,13 @@
 //! The gRPC adapter: validates each request in one place, calls the engine, and turns its
 //! results into `ekyc.v1` messages. No image work happens here.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ekyc_proto::v1 as pb;
 use ekyc_proto::v1::face_match_server::FaceMatch;
 use ekyc_runtime::convert;
+use ekyc_runtime::kit::{Holder, answer};
 use futures::future::try_join_all;
 use pb::ReasonCode as Code;
 use tonic::{Request, Response, Status};
@@ -17,16 +18,16 @@ use crate::error::FacematchError;
 /// The service; answers UNAVAILABLE until the engine is loaded and warm.
 #[derive(Debug, Clone)]
 pub struct FaceMatchService {
-    engine: Arc<OnceLock<Arc<Engine>>>,
+    engine: Holder<Engine>,
 }
 
 impl FaceMatchService {
-    pub fn new(engine: Arc<OnceLock<Arc<Engine>>>) -> Self {
+    pub fn new(engine: Holder<Engine>) -> Self {
         Self { engine }
     }
 
     fn engine(&self) -> Result<Arc<Engine>, FacematchError> {
-        self.engine.get().cloned().ok_or_else(|| FacematchError::Unavailable("the face models are still loading; retry shortly".into()))
+        self.engine.loaded()
     }
 }
 
@@ -104,17 +105,6 @@ fn timing(started: Instant, results: &[&ImageResult]) -> pb::Timing {
         inference_ms: results.iter().map(|r| ms(r.inference)).fold(0.0, f32::max),
         total_ms: ms(started.elapsed()),
     }
-}
-
-fn record(method: &'static str, result: &Result<impl Sized, FacematchError>) {
-    let code = match result {
-        Ok(_) => "OK",
-        Err(FacematchError::InvalidArgument(_)) => "INVALID_ARGUMENT",
-        Err(FacematchError::Busy(_)) => "RESOURCE_EXHAUSTED",
-        Err(FacematchError::Unavailable(_)) => "UNAVAILABLE",
-        Err(_) => "INTERNAL",
-    };
-    metrics::counter!("ekyc_requests_total", "service" => "ekyc.v1.FaceMatch", "method" => method, "code" => code).increment(1);
 }
 
 impl FaceMatchService {
@@ -265,14 +255,10 @@ impl FaceMatchService {
 #[tonic::async_trait]
 impl FaceMatch for FaceMatchService {
     async fn embed(&self, request: Request<pb::EmbedRequest>) -> Result<Response<pb::EmbedResponse>, Status> {
-        let result = self.do_embed(request.into_inner()).await;
-        record("Embed", &result);
-        Ok(Response::new(result?))
+        answer(crate::KIND, "Embed", self.do_embed(request.into_inner()).await)
     }
 
     async fn compare(&self, request: Request<pb::CompareRequest>) -> Result<Response<pb::CompareResponse>, Status> {
-        let result = self.do_compare(request.into_inner()).await;
-        record("Compare", &result);
-        Ok(Response::new(result?))
+        answer(crate::KIND, "Compare", self.do_compare(request.into_inner()).await)
     }
 }

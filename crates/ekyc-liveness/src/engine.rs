@@ -22,9 +22,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ekyc_runtime::kit::Workers;
 use ekyc_runtime::replay::ReplayMemory;
 use ekyc_runtime::seal::Keyring;
-use ekyc_vision::pool::{InferencePool, PoolError};
+use ekyc_vision::pool::InferencePool;
 use ekyc_vision::{FacePipeline, VisionConfig, VisionError, probe_dimensions};
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
@@ -185,7 +186,7 @@ pub struct Engine {
     keys: Arc<Keyring>,
     store: Arc<dyn ChallengeStore>,
     replay: ReplayMemory,
-    workers: InferencePool<Worker>,
+    workers: Workers<Worker, LivenessError>,
     frames_analysed: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -239,7 +240,8 @@ impl Engine {
             role: "worker",
             make: Arc::new(move || make_worker().map_err(|e| e.to_string())),
         };
-        let workers = InferencePool::restarting(pipelines, cfg.worker_queue, "liveness-worker", restart)?;
+        let workers =
+            Workers::new(crate::KIND, "face", InferencePool::restarting(pipelines, cfg.worker_queue, "liveness-worker", restart)?);
         Ok(Engine { cfg: cfg.clone(), vision: vision.clone(), keys, store, replay, workers, frames_analysed: Arc::default() })
     }
 
@@ -478,7 +480,7 @@ impl Engine {
         let counter = Arc::clone(&self.frames_analysed);
         let keys = Arc::clone(&self.keys);
         self.workers
-            .run(move |w: &mut Worker| {
+            .run("", move |w: &mut Worker| {
                 let _span = tracing::info_span!("liveness.analyse_frame", bytes = frame.bytes.len()).entered();
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let analysis = analyse_frame(w, &frame)?;
@@ -495,12 +497,7 @@ impl Engine {
                 }
                 Ok(Analysed { analysis, remember, exact, probes })
             })
-            .await
-            .map_err(|e| match e {
-                PoolError::Busy => LivenessError::Busy("all face workers are busy; retry after a short backoff".into()),
-                PoolError::Closed => LivenessError::Unavailable("the face workers have shut down".into()),
-                PoolError::Panicked => LivenessError::Internal("a face worker failed".into()),
-            })?
+            .await?
     }
 }
 

@@ -1,4 +1,5 @@
-//! The service's one error enum and its mapping to gRPC statuses.
+//! The service's one error enum and its mapping to gRPC codes, in one place
+//! ([`ekyc_runtime::kit::ServiceError::code`]).
 
 use thiserror::Error;
 
@@ -36,15 +37,33 @@ impl From<StoreError> for LivenessError {
     }
 }
 
+impl ekyc_runtime::kit::ServiceError for LivenessError {
+    fn code(&self) -> tonic::Code {
+        match self {
+            LivenessError::InvalidArgument(_) => tonic::Code::InvalidArgument,
+            LivenessError::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
+            LivenessError::Busy(_) => tonic::Code::ResourceExhausted,
+            LivenessError::Unavailable(_) => tonic::Code::Unavailable,
+            LivenessError::DataLoss(_) => tonic::Code::DataLoss,
+            LivenessError::Internal(_) | LivenessError::Serve(_) | LivenessError::Io(_) => tonic::Code::Internal,
+        }
+    }
+
+    fn unavailable(message: String) -> Self {
+        LivenessError::Unavailable(message)
+    }
+
+    fn busy(message: String) -> Self {
+        LivenessError::Busy(message)
+    }
+
+    fn internal(message: String) -> Self {
+        LivenessError::Internal(message)
+    }
+}
+
 impl From<LivenessError> for tonic::Status {
     fn from(e: LivenessError) -> Self {
-        match e {
-            LivenessError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
-            LivenessError::FailedPrecondition(m) => tonic::Status::failed_precondition(m),
-            LivenessError::Busy(m) => tonic::Status::resource_exhausted(m),
-            LivenessError::Unavailable(m) => tonic::Status::unavailable(m),
-            LivenessError::DataLoss(m) => tonic::Status::data_loss(m),
-            other => tonic::Status::internal(other.to_string()),
-        }
+        ekyc_runtime::kit::status(&e)
     }
 }

@@ -10,6 +10,10 @@
 //! - [`perceptual`]: the face crop's perceptual hash, for replays across challenges.
 //! - [`verify`]: the verdict as a pure function; [`engine`]: the plain-Rust core.
 //! - [`service`]: the thin gRPC adapter; [`error`]: the one error enum and its statuses.
+//!
+//! Serving (loading off the async runtime, health, admission, metrics, drain on shutdown,
+//! errors to statuses) is the runtime's service kit ([`ekyc_runtime::kit`]); this crate
+//! gives it its engine (`impl ModelEngine for Engine`), its adapter and its error enum.
 
 pub mod attestation;
 pub mod challenge;
@@ -23,13 +27,13 @@ pub mod store;
 pub mod verify;
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use ekyc_proto::v1::liveness_server::LivenessServer;
 use ekyc_runtime::ServiceKind;
-use ekyc_runtime::serve::{ApiOptions, Engine as ServeEngine, limits_for, serve_api_with};
+use ekyc_runtime::kit::{self, Holder, ModelEngine};
+use ekyc_runtime::serve::{Listener, limits_for};
 use ekyc_vision::VisionConfig;
-use tokio::net::TcpListener;
 
 pub use config::LivenessConfig;
 pub use engine::Engine;
@@ -38,41 +42,53 @@ pub use error::LivenessError;
 /// Which service this crate serves.
 pub const KIND: ServiceKind = ServiceKind::Liveness;
 
+impl ModelEngine for Engine {
+    const KIND: ServiceKind = KIND;
+    type Config = LivenessConfig;
+    type Error = LivenessError;
+    type Api = LivenessServer<service::LivenessService>;
+
+    fn start(vision: &VisionConfig, cfg: &LivenessConfig) -> Result<Self, LivenessError> {
+        Engine::start(vision, cfg)
+    }
+
+    fn max_in_flight(cfg: &LivenessConfig) -> usize {
+        cfg.max_in_flight
+    }
+
+    fn config(&self) -> &LivenessConfig {
+        Engine::config(self)
+    }
+
+    fn usable(&self) -> bool {
+        Engine::usable(self)
+    }
+
+    fn api(engine: Holder<Self>, max_message_bytes: usize) -> Self::Api {
+        LivenessServer::new(service::LivenessService::new(engine))
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
+    }
+}
+
 /// Serves on `listener` until `shutdown` completes, loading the models in the background
 /// (health NOT_SERVING until they are warm; calls meanwhile get UNAVAILABLE).
 pub async fn serve(
     vision: VisionConfig,
     cfg: LivenessConfig,
     max_message_bytes: usize,
-    listener: impl Into<ekyc_runtime::serve::Listener>,
+    listener: impl Into<Listener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), LivenessError> {
-    let cell = Arc::new(OnceLock::new());
-    let api = api(Arc::clone(&cell), max_message_bytes);
-    let max_in_flight = cfg.max_in_flight;
-    let load = move || Engine::start(&vision, &cfg);
-    let options = ApiOptions { limits: limits_for(max_message_bytes), usable: Some(Engine::usable) };
-    serve_api_with(KIND, cell, ServeEngine::Load(load), api, max_in_flight, options, listener, shutdown).await?;
-    Ok(())
+    kit::serve::<Engine>(vision, cfg, max_message_bytes, listener, shutdown).await
 }
 
 /// Serves an engine that is already loaded (tests, embedding in other programs).
 pub async fn serve_engine(
     engine: Arc<Engine>,
     max_message_bytes: usize,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), LivenessError> {
-    let cell = Arc::new(OnceLock::new());
-    let api = api(Arc::clone(&cell), max_message_bytes);
-    let max_in_flight = engine.config().max_in_flight;
-    let options = ApiOptions { limits: limits_for(max_message_bytes), usable: Some(Engine::usable) };
-    serve_api_with(KIND, cell, ServeEngine::ready(engine), api, max_in_flight, options, listener, shutdown).await?;
-    Ok(())
-}
-
-fn api(cell: Arc<OnceLock<Arc<Engine>>>, max_message_bytes: usize) -> LivenessServer<service::LivenessService> {
-    LivenessServer::new(service::LivenessService::new(cell))
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(max_message_bytes)
+    kit::serve_loaded(engine, limits_for(max_message_bytes), listener, shutdown).await
 }

@@ -1,11 +1,12 @@
 //! The gRPC adapter: validates requests, calls the engine, maps its verdict to `ekyc.v1`.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ekyc_proto::v1 as pb;
 use ekyc_proto::v1::liveness_server::Liveness;
 use ekyc_runtime::convert;
+use ekyc_runtime::kit::{Holder, answer};
 use tonic::{Request, Response, Status};
 
 use crate::challenge::Pose;
@@ -15,16 +16,16 @@ use crate::verify::{Code, Reason, StepOutcome};
 
 #[derive(Debug, Clone)]
 pub struct LivenessService {
-    engine: Arc<OnceLock<Arc<Engine>>>,
+    engine: Holder<Engine>,
 }
 
 impl LivenessService {
-    pub fn new(engine: Arc<OnceLock<Arc<Engine>>>) -> Self {
+    pub fn new(engine: Holder<Engine>) -> Self {
         Self { engine }
     }
 
     fn engine(&self) -> Result<Arc<Engine>, LivenessError> {
-        self.engine.get().cloned().ok_or_else(|| LivenessError::Unavailable("the face models are still loading; retry shortly".into()))
+        self.engine.loaded()
     }
 }
 
@@ -118,19 +119,6 @@ fn frame(f: pb::Frame) -> Frame {
     }
 }
 
-fn record(method: &'static str, ok: bool, e: Option<&LivenessError>) {
-    let code = match e {
-        None if ok => "OK",
-        Some(LivenessError::InvalidArgument(_)) => "INVALID_ARGUMENT",
-        Some(LivenessError::Busy(_)) => "RESOURCE_EXHAUSTED",
-        Some(LivenessError::FailedPrecondition(_)) => "FAILED_PRECONDITION",
-        Some(LivenessError::Unavailable(_)) => "UNAVAILABLE",
-        Some(LivenessError::DataLoss(_)) => "DATA_LOSS",
-        _ => "INTERNAL",
-    };
-    metrics::counter!("ekyc_requests_total", "service" => "ekyc.v1.Liveness", "method" => method, "code" => code).increment(1);
-}
-
 impl LivenessService {
     async fn do_create(&self, req: pb::CreateChallengeRequest) -> Result<pb::Challenge, LivenessError> {
         let engine = self.engine()?;
@@ -215,23 +203,17 @@ impl LivenessService {
 #[tonic::async_trait]
 impl Liveness for LivenessService {
     async fn create_challenge(&self, request: Request<pb::CreateChallengeRequest>) -> Result<Response<pb::Challenge>, Status> {
-        let r = self.do_create(request.into_inner()).await;
-        record("CreateChallenge", r.is_ok(), r.as_ref().err());
-        Ok(Response::new(r?))
+        answer(crate::KIND, "CreateChallenge", self.do_create(request.into_inner()).await)
     }
 
     async fn check_frame(&self, request: Request<pb::CheckFrameRequest>) -> Result<Response<pb::CheckFrameResponse>, Status> {
-        let r = self.do_check(request.into_inner()).await;
-        record("CheckFrame", r.is_ok(), r.as_ref().err());
-        Ok(Response::new(r?))
+        answer(crate::KIND, "CheckFrame", self.do_check(request.into_inner()).await)
     }
 
     async fn verify_challenge(
         &self,
         request: Request<pb::VerifyChallengeRequest>,
     ) -> Result<Response<pb::VerifyChallengeResponse>, Status> {
-        let r = self.do_verify(request.into_inner()).await;
-        record("VerifyChallenge", r.is_ok(), r.as_ref().err());
-        Ok(Response::new(r?))
+        answer(crate::KIND, "VerifyChallenge", self.do_verify(request.into_inner()).await)
     }
 }

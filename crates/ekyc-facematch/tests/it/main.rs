@@ -3,6 +3,7 @@
 mod common;
 mod embed;
 mod load;
+mod queue;
 mod readiness;
 mod recovery;
 mod slow;
