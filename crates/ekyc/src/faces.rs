@@ -1,4 +1,4 @@
-//! `ekyc faces` and `ekyc compare`.
+//! `ekyc faces` (and its per-stage `--timings`) and `ekyc compare`.
 
 use std::io::Write;
 use std::path::Path;
