@@ -126,7 +126,8 @@ impl Engine {
             }
             None => None,
         };
-        let worker_cfg = VisionConfig { intra_threads: cfg.worker_intra_threads, ..vision.clone() };
+        // Matching needs the five points, not a fine head pose: `landmarks.match_passes`.
+        let worker_cfg = VisionConfig { intra_threads: cfg.worker_intra_threads, ..vision.for_matching() };
         let make_worker = move || -> Result<FacePipeline, VisionError> {
             let p = FacePipeline::without_embedder(worker_cfg.clone())?;
             p.warm_up()?;

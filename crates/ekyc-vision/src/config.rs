@@ -167,6 +167,17 @@ pub struct LandmarksConfig {
     /// Landmark passes: the first crops from the detector, each later one from the
     /// previous mesh.
     pub passes: usize,
+    /// Landmark passes where only the five alignment points matter (face matching, see
+    /// [`VisionConfig::for_matching`]): the last pass refines the mesh's depth and with it
+    /// the head pose, and moves the five points by a fraction of a pixel.
+    #[serde(default = "LandmarksConfig::default_match_passes")]
+    pub match_passes: usize,
+}
+
+impl LandmarksConfig {
+    fn default_match_passes() -> usize {
+        2
+    }
 }
 
 impl Default for LandmarksConfig {
@@ -183,6 +194,7 @@ impl Default for LandmarksConfig {
             crop_scale: 1.5,
             flag_threshold: 0.9,
             passes: 3,
+            match_passes: Self::default_match_passes(),
         }
     }
 }
@@ -199,6 +211,9 @@ pub struct EmbedderConfig {
     /// Embed the mirrored crop too and add the two embeddings.
     pub add_mirror: bool,
 }
+
+/// SHA-256 of `models/sface_int8.onnx` as `models/convert.py sface-int8` writes it.
+const SFACE_INT8_SHA256: &str = "6df1381f085137e0b473071eef72949beb4e0df64a0815b70abaff032226e930";
 
 impl Default for EmbedderConfig {
     /// SFace: the stronger of the two shipped embedders on public pairs (see
@@ -224,6 +239,30 @@ impl EmbedderConfig {
             margin: 1.0,
             add_mirror: false,
         }
+    }
+
+    /// The embedders this build knows, by model id: what [`EmbedderConfig::by_id`] selects.
+    pub fn known() -> Vec<EmbedderConfig> {
+        vec![Self::sface(), Self::sface_int8(), Self::faceres()]
+    }
+
+    /// The registry entry whose model id is `id`, if any.
+    pub fn by_id(id: &str) -> Option<EmbedderConfig> {
+        Self::known().into_iter().find(|e| e.model.id == id)
+    }
+
+    /// SFace quantised to int8 by `models/convert.py sface-int8` (static QDQ, per-channel
+    /// weights, calibrated on aligned crops of the development photos). A different model
+    /// from [`EmbedderConfig::sface`]: its own id, so templates embedded by one are refused
+    /// by the other (EMBEDDING_MODEL_MISMATCH). Prepared like SFace.
+    pub fn sface_int8() -> Self {
+        let mut e = Self::sface();
+        e.model = ModelFile {
+            path: "sface_int8.onnx".into(),
+            sha256: Some(SFACE_INT8_SHA256.into()),
+            id: "sface-opencv-2021dec-int8-qdq".into(),
+        };
+        e
     }
 
     /// HSE FaceRes from `@vladmandic/human` 3.3.6, 1024-d: kept for comparison. Its
@@ -281,10 +320,22 @@ impl VisionConfig {
             return Err("embedder.margin must be at least 1".into());
         }
         self.anti_spoofing.validate()?;
+        if self.landmarks.passes == 0 || self.landmarks.match_passes == 0 {
+            return Err("landmarks.passes and landmarks.match_passes must be at least 1".into());
+        }
         if self.max_faces == 0 {
             return Err("max_faces must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// These settings for a pipeline that matches faces and needs no fine head pose:
+    /// `landmarks.match_passes` landmark passes instead of `landmarks.passes`. Its faces'
+    /// pose is that of the coarser mesh.
+    pub fn for_matching(&self) -> VisionConfig {
+        let mut cfg = self.clone();
+        cfg.landmarks.passes = cfg.landmarks.match_passes;
+        cfg
     }
 
     /// The folder relative model paths resolve against (see [`VisionConfig::models_dir`]).

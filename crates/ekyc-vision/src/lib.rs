@@ -33,5 +33,5 @@ pub use decode::{DecodeLimits, Decoded, ImageMeta, decode, decode_budgeted, deco
 pub use error::{DecodeError, Result, VisionError};
 pub use geometry::{BBox, Point};
 pub use models::cosine;
-pub use pipeline::{AnalyzeOptions, Face, FacePipeline, FaceQuality, PreparedFace};
+pub use pipeline::{AnalyzeOptions, Face, FacePipeline, FaceQuality, PreparedFace, StageTimes};
 pub use pose::HeadPose;

@@ -5,6 +5,8 @@
 //! [`FacePipeline::prepare`] does everything up to the aligned crop, and
 //! [`Embedder::embed`](crate::models::Embedder::embed) takes crops from many images at once.
 
+use std::time::{Duration, Instant};
+
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +80,36 @@ impl Default for AnalyzeOptions {
     fn default() -> Self {
         Self { embed: true, largest_only: false }
     }
+}
+
+/// Wall time spent in each stage of one analysis (decoding is the caller's), summed over
+/// the faces and detector turns of the image: what `ekyc faces --timings` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StageTimes {
+    /// The detector, every quarter turn tried included.
+    pub detect: Duration,
+    /// The landmark passes and the gates.
+    pub mesh: Duration,
+    /// The five points and the warp onto the embedder's template.
+    pub align: Duration,
+    /// Head pose and the quality measures.
+    pub quality: Duration,
+    /// The embedder (mirrors included when configured).
+    pub embed: Duration,
+}
+
+impl StageTimes {
+    /// The stages' names, in pipeline order, with their times.
+    pub fn stages(&self) -> [(&'static str, Duration); 5] {
+        [("detect", self.detect), ("mesh", self.mesh), ("align", self.align), ("quality", self.quality), ("embed", self.embed)]
+    }
+}
+
+/// Adds the time since `*mark` to `slot` and moves the mark to now.
+fn lap(mark: &mut Instant, slot: &mut Duration) {
+    let now = Instant::now();
+    *slot += now - *mark;
+    *mark = now;
 }
 
 /// A face ready for the embedder: its description and its aligned crop.
@@ -201,24 +233,39 @@ impl FacePipeline {
 
     /// Every face that passes both gates, largest first.
     pub fn analyze(&self, img: &RgbImage, opts: AnalyzeOptions) -> Result<Vec<Face>> {
-        let prepared = self.prepare(img, opts.largest_only)?;
+        self.analyze_timed(img, opts, &mut StageTimes::default())
+    }
+
+    /// [`Self::analyze`], adding each stage's wall time to `times`.
+    pub fn analyze_timed(&self, img: &RgbImage, opts: AnalyzeOptions, times: &mut StageTimes) -> Result<Vec<Face>> {
+        let prepared = self.prepare_timed(img, opts.largest_only, times)?;
         if !opts.embed {
             return Ok(prepared.into_iter().map(|p| p.face).collect());
         }
         let embedder = self.embedder.as_ref().ok_or_else(|| VisionError::Config("this pipeline was built without an embedder".into()))?;
+        let mut mark = Instant::now();
         let crops: Vec<FloatImage> = prepared.iter().map(|p| p.crop.clone()).collect();
         let embeddings = if crops.is_empty() { Vec::new() } else { embedder.embed(&crops)? };
+        lap(&mut mark, &mut times.embed);
         Ok(prepared.into_iter().zip(embeddings).map(|(p, e)| Face { embedding: Some(e), ..p.face }).collect())
     }
 
     /// Everything but the embedding: faces with pose and quality, and their aligned crops.
     pub fn prepare(&self, img: &RgbImage, largest_only: bool) -> Result<Vec<PreparedFace>> {
-        let meshed = self.detect_and_mesh(img)?;
+        self.prepare_timed(img, largest_only, &mut StageTimes::default())
+    }
+
+    /// [`Self::prepare`], adding each stage's wall time to `times`.
+    pub fn prepare_timed(&self, img: &RgbImage, largest_only: bool, times: &mut StageTimes) -> Result<Vec<PreparedFace>> {
+        let meshed = self.detect_and_mesh_timed(img, times)?;
         let take = if largest_only { 1 } else { self.cfg.max_faces };
         let mut out = Vec::new();
+        let mut mark = Instant::now();
         for (det, mesh) in meshed.into_iter().take(take) {
             let landmarks = five_points(&mesh);
-            let Some(crop) = self.aligner.align(img, &landmarks) else { continue };
+            let crop = self.aligner.align(img, &landmarks);
+            lap(&mut mark, &mut times.align);
+            let Some(crop) = crop else { continue };
             let quality = quality(img, &det.bbox, &mesh, &landmarks, &crop, self.aligner.margin());
             let face = Face {
                 bbox: det.bbox,
@@ -230,6 +277,7 @@ impl FacePipeline {
                 embedding: None,
                 mesh: mesh.points,
             };
+            lap(&mut mark, &mut times.quality);
             out.push(PreparedFace { face, crop });
         }
         Ok(out)
@@ -243,11 +291,19 @@ impl FacePipeline {
     /// turned by a quarter, three quarters and half a turn; the turn whose best gated face
     /// scores highest wins.
     pub fn detect_and_mesh(&self, img: &RgbImage) -> Result<Vec<(Detection, Mesh)>> {
+        self.detect_and_mesh_timed(img, &mut StageTimes::default())
+    }
+
+    fn detect_and_mesh_timed(&self, img: &RgbImage, times: &mut StageTimes) -> Result<Vec<(Detection, Mesh)>> {
         let top = |faces: &[(Detection, Mesh)]| faces.iter().map(|(d, _)| d.score).fold(0.0f32, f32::max);
         let turns: &[u8] = if self.cfg.detector.rotations { &[0, 1, 3, 2] } else { &[0] };
         let mut best: Vec<(Detection, Mesh)> = Vec::new();
         for &quarter_turns in turns {
-            let found = self.mesh_and_gate(img, self.detector.detect(img, quarter_turns)?)?;
+            let mut mark = Instant::now();
+            let dets = self.detector.detect(img, quarter_turns)?;
+            lap(&mut mark, &mut times.detect);
+            let found = self.mesh_and_gate(img, dets)?;
+            lap(&mut mark, &mut times.mesh);
             if top(&found) > top(&best) {
                 best = found;
             }

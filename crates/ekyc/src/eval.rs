@@ -18,7 +18,7 @@ use ekyc_vision::stats::Rate;
 use ekyc_vision::{AnalyzeOptions, VisionError, cosine};
 use serde::Serialize;
 
-use crate::faces::load_pipeline;
+use crate::faces::load_matching_pipeline;
 
 /// What the JSON output (the calibration file) is; facematch checks it.
 pub const CALIBRATION_FORMAT: &str = "ekyc-eval-pairs/2";
@@ -112,7 +112,7 @@ pub fn pairs(settings: &Settings, csv: &Path, dir: &Path, json: bool, target_fmr
     if pairs.is_empty() {
         bail!("{}: no pairs", csv.display());
     }
-    let p = load_pipeline(settings)?;
+    let p = load_matching_pipeline(settings)?;
     let start = Instant::now();
     let mut embeddings: BTreeMap<&str, Option<Vec<f32>>> = BTreeMap::new();
     for name in pairs.iter().flat_map(|q| [q.a.as_str(), q.b.as_str()]) {

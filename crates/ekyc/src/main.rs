@@ -42,6 +42,17 @@ enum Command {
         /// Include the embedding of every face.
         #[arg(long)]
         embed: bool,
+        /// Analyse as face matching does: `vision.landmarks.match_passes` landmark passes
+        /// instead of `vision.landmarks.passes` (the head pose is then coarser).
+        #[arg(long)]
+        for_matching: bool,
+        /// Time each stage (decode, detect, mesh, align, quality, embed) instead of listing
+        /// faces: the median of `--repeat` runs per image, and over all images.
+        #[arg(long)]
+        timings: bool,
+        /// Runs per image with `--timings`.
+        #[arg(long, default_value_t = 21, requires = "timings", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        repeat: u32,
     },
     /// Similarity of the largest faces of two images and the decision at the threshold.
     Compare {
@@ -221,7 +232,13 @@ fn one_line(e: &anyhow::Error) -> String {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Faces { images, json, embed } => faces::faces(&settings, &images, json, embed),
+        Command::Faces { images, json, embed, for_matching, timings, repeat } => {
+            let mut settings = settings;
+            if for_matching {
+                settings.vision = settings.vision.for_matching();
+            }
+            if timings { faces::timings(&settings, &images, repeat as usize, json) } else { faces::faces(&settings, &images, json, embed) }
+        }
         Command::Compare { image_a, image_b, json } => faces::compare(&settings, &image_a, &image_b, json),
         Command::Eval { what: EvalCommand::Pairs { csv, image_dir, json, target_fmr } } => {
             eval::pairs(&settings, &csv, &image_dir, json, &target_fmr)

@@ -66,6 +66,41 @@ fn faces_lists_every_face_with_pose_and_quality() {
 }
 
 #[test]
+fn faces_timings_report_every_stage_per_image_and_over_all() {
+    let out =
+        ekyc(&["faces", "--timings", "--repeat", "3", "--for-matching", "--json", &path("obama_1.jpg"), &path("multi_two_people.jpg")]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    // Two images, the summary over both, and the set-up line.
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let stages = ["decode", "detect", "mesh", "align", "quality", "embed"];
+    for (line, faces) in lines[..3].iter().zip([1, 2, 3]) {
+        assert_eq!(line["faces"], faces, "{line}");
+        assert_eq!(line["runs"], 3, "{line}");
+        let got: Vec<(&str, f64)> = line["stages_ms"]
+            .as_array()
+            .expect("stages")
+            .iter()
+            .map(|p| (p[0].as_str().expect("name"), p[1].as_f64().expect("ms")))
+            .collect();
+        assert_eq!(got.iter().map(|(n, _)| *n).collect::<Vec<_>>(), stages, "{line}");
+        // Every stage ran (the models take milliseconds; quality is tiny but not free).
+        assert!(got.iter().all(|(_, ms)| *ms > 0.0), "{line}");
+        // The whole includes the stages: its median cannot be below the largest stage's.
+        let total = line["total_ms"].as_f64().expect("total");
+        assert!(got.iter().all(|(_, ms)| *ms <= total), "{line}");
+    }
+    // Face matching's two landmark passes are what ran.
+    assert!(
+        lines[3]["setup"].as_str().is_some_and(|s| s.contains("2 landmark passes") && s.contains("median ms of 3 runs")),
+        "{}",
+        lines[3]
+    );
+    let refused = ekyc(&["faces", "--repeat", "3", &path("obama_1.jpg")]);
+    assert!(!refused.status.success(), "--repeat without --timings is refused");
+}
+
+#[test]
 fn eval_pairs_reports_metrics_from_labels_and_from_pairs() {
     let dir = faces_dir();
     let labels = dir.join("labels.csv");

@@ -74,10 +74,11 @@ pub fn embed_request(files: &[&str]) -> pb::EmbedRequest {
     pb::EmbedRequest { images: files.iter().map(|f| image(f)).collect(), ..Default::default() }
 }
 
-/// The library's own answer, for comparison with what comes over gRPC.
+/// The library's own answer, for comparison with what comes over gRPC: the pipeline as
+/// facematch configures it for matching (`landmarks.match_passes`).
 pub fn library() -> &'static FacePipeline {
     static P: OnceLock<FacePipeline> = OnceLock::new();
-    P.get_or_init(|| FacePipeline::new(VisionConfig::default()).expect("models load"))
+    P.get_or_init(|| FacePipeline::new(VisionConfig::default().for_matching()).expect("models load"))
 }
 
 pub fn library_embedding(file: &str) -> Vec<f32> {

@@ -93,3 +93,33 @@ fn quality_measures_respond_to_blur_light_and_the_border() {
         assert!(cut.quality.outside_fraction > 0.05, "{file}: {:?}", cut.quality);
     }
 }
+
+/// Face matching skips the last landmark pass (`landmarks.match_passes`): the five points
+/// it aligns by must stay where the full pipeline puts them, on every development photo.
+#[test]
+fn matching_with_fewer_landmark_passes_keeps_the_five_points() {
+    let full = pipeline();
+    let cfg = full.config().for_matching();
+    assert!(cfg.landmarks.passes < full.config().landmarks.passes, "matching skips at least one pass");
+    let matching = ekyc_vision::FacePipeline::new(cfg).expect("loads");
+    let mut worst = (0.0f32, String::new());
+    for p in photos() {
+        let img = decode(&p.bytes());
+        let opts = AnalyzeOptions { embed: false, largest_only: false };
+        let (a, b) = (full.analyze(&img, opts).expect("runs"), matching.analyze(&img, opts).expect("runs"));
+        assert_eq!(a.len(), b.len(), "{}: the same faces pass the gates", p.file);
+        for (fa, fb) in a.iter().zip(&b) {
+            let eyes = fa.landmarks[0].dist(fa.landmarks[1]);
+            for (pa, pb) in fa.landmarks.iter().zip(&fb.landmarks) {
+                let shift = pa.dist(*pb) / eyes;
+                if shift > worst.0 {
+                    worst = (shift, p.file.to_string());
+                }
+            }
+        }
+    }
+    eprintln!("largest shift: {:.2} % of the inter-eye distance ({})", worst.0 * 100.0, worst.1);
+    // 3 % of the inter-eye distance is about one pixel of the 112-px aligned crop (the
+    // template's eyes are 35 px apart there).
+    assert!(worst.0 < 0.03, "a point moved by {:.1} % of the inter-eye distance on {}", worst.0 * 100.0, worst.1);
+}
