@@ -189,6 +189,13 @@ pub fn session_block(s: &SessionSummary, command: &str, machine: &Machine) -> St
         "  sessions     {} due, {} with a result ({} ran every stage and carry a signed record), {} failed",
         s.sessions, s.completed, s.full_pipeline, s.failed
     );
+    let _ = writeln!(
+        out,
+        "  whole run    {} sessions (warm-up and drain included), {} with a result{}",
+        s.all_sessions,
+        s.all_completed,
+        s.generator_cpu_s.map(|c| format!("; generator used {c:.1} CPU-s")).unwrap_or_default()
+    );
     let _ = writeln!(out, "  decisions    {}", counts_line(&s.decisions));
     let _ = writeln!(out, "  reasons      {}", counts_line(&s.result_reasons));
     let _ = writeln!(out, "  factors      {}", counts_line(&s.factors));

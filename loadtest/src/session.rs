@@ -85,16 +85,20 @@ fn reason_names(reasons: &[pb::Reason]) -> Vec<String> {
     reasons.iter().map(|r| format!("{}{}", reason_name(r.code), if r.blocking { "" } else { " (warning)" })).collect()
 }
 
-/// What a result says, for the report.
+fn factor_name(kind: i32) -> &'static str {
+    pb::FactorKind::try_from(kind).map_or("UNSPECIFIED", |k| k.as_str_name()).trim_start_matches("FACTOR_KIND_")
+}
+
+/// What a result says, for the report: the result's reasons, then each factor's as
+/// `FACTOR/REASON`.
 pub fn verdict(r: &pb::VerificationResult) -> Verdict {
     Verdict {
         decision: pb::Decision::try_from(r.decision).map_or("UNSPECIFIED", |d| d.as_str_name()).trim_start_matches("DECISION_").into(),
-        reasons: reason_names(&r.reasons),
-        factors: r
-            .factors
-            .iter()
-            .map(|f| pb::FactorKind::try_from(f.kind).map_or("UNSPECIFIED", |k| k.as_str_name()).trim_start_matches("FACTOR_KIND_").into())
+        reasons: reason_names(&r.reasons)
+            .into_iter()
+            .chain(r.factors.iter().flat_map(|f| reason_names(&f.reasons).into_iter().map(|x| format!("{}/{x}", factor_name(f.kind)))))
             .collect(),
+        factors: r.factors.iter().map(|f| factor_name(f.kind).to_string()).collect(),
         evidence: r.evidence.as_ref().is_some_and(|e| {
             let parts: Vec<&str> = e.evidence_jws.split('.').collect();
             parts.len() == 3 && parts.iter().all(|p| !p.is_empty())
@@ -286,6 +290,12 @@ pub struct SessionSummary {
     pub frames_sent: u64,
     pub frames_satisfied: u64,
     pub frames_reused: u64,
+    /// Every session of the run (warm-up and drain included) and those with a result.
+    pub all_sessions: u64,
+    pub all_completed: u64,
+    /// CPU time (user + system) of this generator during the sessions, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator_cpu_s: Option<f64>,
     pub schedule_slips: u64,
     pub max_slip_ms: f64,
     pub max_in_flight: usize,
@@ -318,6 +328,7 @@ pub async fn run_sessions(
 ) -> anyhow::Result<SessionSummary> {
     let window = Window::new(run.warmup, run.duration);
     let rec = Arc::new(Mutex::new(SessionRecorder::new(window)));
+    let cpu_before = crate::machine::process_cpu_seconds();
     let cap_waits = {
         let (o, inputs, rec) = (Arc::clone(&orchestrator), Arc::clone(&inputs), Arc::clone(&rec));
         dispatch::open_loop(run.rate, window, run.max_in_flight, move |due| {
@@ -329,6 +340,7 @@ pub async fn run_sessions(
         })
         .await?
     };
+    let generator_cpu_s = crate::machine::process_cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
     let rec = lock(&rec);
     let spec = &orchestrator.spec;
     Ok(SessionSummary {
@@ -357,6 +369,9 @@ pub async fn run_sessions(
         frames_sent: u64::from(rec.frames.sent),
         frames_satisfied: u64::from(rec.frames.satisfied),
         frames_reused: u64::from(rec.frames.reused),
+        all_sessions: rec.all_sessions,
+        all_completed: rec.all_completed,
+        generator_cpu_s,
         schedule_slips: rec.slips,
         max_slip_ms: rec.max_slip.as_micros() as f64 / 1e3,
         max_in_flight: run.max_in_flight,
@@ -583,8 +598,11 @@ mod tests {
 
     #[test]
     fn verdicts_name_decision_factors_and_record() {
-        let v = verdict(&result("s1".into(), pb::Decision::Reject));
+        let mut r = result("s1".into(), pb::Decision::Reject);
+        r.factors[0].reasons.push(pb::Reason { code: ReasonCode::ReplayedFrame as i32, blocking: true, ..Default::default() });
+        let v = verdict(&r);
         assert_eq!(v.decision, "REJECT");
+        assert_eq!(v.reasons, ["RENDERED_FROM_STILL_SUSPECTED (warning)", "LIVENESS/REPLAYED_FRAME"], "result reasons, then the factors'");
         assert_eq!(v.factors, FULL_PIPELINE_FACTORS.to_vec());
         assert!(v.evidence && v.full_pipeline());
         let mut r = result("s1".into(), pb::Decision::Accept);

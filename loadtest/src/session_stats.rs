@@ -50,7 +50,8 @@ pub struct RpcSample {
 pub struct Verdict {
     /// `ACCEPT`, `REVIEW`, `REJECT` (or `UNSPECIFIED`).
     pub decision: String,
-    /// The result's reason codes; warnings carry ` (warning)`.
+    /// The result's reason codes, then its factors' as `FACTOR/CODE`; warnings carry
+    /// ` (warning)`.
     pub reasons: Vec<String>,
     /// The factor kinds reported (`LIVENESS`, `FACE_MATCH`, ...).
     pub factors: Vec<String>,
@@ -149,6 +150,10 @@ pub struct SessionRecorder {
     pub completed_in_window: u64,
     pub slips: u64,
     pub max_slip: Duration,
+    /// Every session of the run, warm-up and drain included, and those with a result: what
+    /// the services' CPU time over the whole run is divided by.
+    pub all_sessions: u64,
+    pub all_completed: u64,
 }
 
 impl SessionRecorder {
@@ -171,10 +176,14 @@ impl SessionRecorder {
             completed_in_window: 0,
             slips: 0,
             max_slip: Duration::ZERO,
+            all_sessions: 0,
+            all_completed: 0,
         }
     }
 
     pub fn add(&mut self, o: &SessionOutcome) {
+        self.all_sessions += 1;
+        self.all_completed += u64::from(o.result.is_ok());
         if o.result.is_ok() && self.window.contains_completion(o.done_at) {
             self.completed_in_window += 1;
         }
@@ -339,6 +348,7 @@ mod tests {
         r.add(&finished(2900, 4100, full())); // measured, answered after the window: 1200 ms
         r.add(&finished(3000, 3500, full())); // after the window
         assert_eq!((r.sessions, r.completed, r.failed), (4, 3, 1));
+        assert_eq!((r.all_sessions, r.all_completed), (6, 5), "warm-up and later sessions count for the CPU per verification");
         assert_eq!(r.completed_in_window, 3, "the sessions answered at 1200, 1700 and 2900 ms");
         assert!((r.achieved_per_s() - 1.5).abs() < 1e-9);
         assert_eq!(r.full_pipeline, 2);
