@@ -10,7 +10,6 @@ use anyhow::{Context, bail};
 use ekyc_proto::v1::face_match_client::FaceMatchClient;
 use ekyc_proto::v1::{EmbedRequest, EmbedResponse, Image};
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::schedule::{self, Window};
@@ -233,11 +232,8 @@ fn lock(rec: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
 }
 
 /// Open loop: request `k` is due at `start + k / rate`; at that moment it is handed to its
-/// own task, whatever earlier requests are doing, and its latency runs from the due time.
-///
-/// The schedule is kept by a dedicated OS thread sleeping with `std::thread::sleep`
-/// (sub-millisecond on Linux) rather than by Tokio's timer, whose 1 ms ticks would make
-/// almost every send start a little over 1 ms late and the slip count meaningless.
+/// own task, whatever earlier requests are doing, and its latency runs from the due time
+/// ([`crate::dispatch::open_loop`]).
 pub async fn run_open(
     target: Arc<Target>,
     spec: &TargetSpec,
@@ -248,51 +244,18 @@ pub async fn run_open(
     let max_in_flight = max_in_flight.clamp(1, u32::MAX as usize);
     let window = Window::new(timing.warmup, timing.duration);
     let rec = Arc::new(Mutex::new(Recorder::new(window, timing.timeline)));
-    let permits = Arc::new(Semaphore::new(max_in_flight));
-    let runtime = tokio::runtime::Handle::current();
-    let dispatcher = {
-        let (target, rec, permits) = (Arc::clone(&target), Arc::clone(&rec), Arc::clone(&permits));
-        tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-            let mut cap_waits = 0u64;
-            let start = Instant::now();
-            let mut k = 0u64;
-            loop {
-                let due_offset = schedule::offset(k, rate);
-                if due_offset >= window.end {
-                    break;
-                }
-                let due = start + due_offset;
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
-                let permit = match Arc::clone(&permits).try_acquire_owned() {
-                    Ok(p) => p,
-                    Err(_) => {
-                        // At the cap: wait. The wait is charged to this request's latency (it
-                        // is measured from `due`) and shows up as a slip, so nothing is hidden.
-                        if window.contains_send(due_offset) {
-                            cap_waits += 1;
-                        }
-                        runtime.block_on(Arc::clone(&permits).acquire_owned()).context("the in-flight semaphore is never closed")?
-                    }
-                };
-                let late_by = Instant::now().saturating_duration_since(due);
-                let (target, rec) = (Arc::clone(&target), Arc::clone(&rec));
-                runtime.spawn(async move {
-                    let result = target.send(k).await;
-                    let done_at = start.elapsed();
-                    lock(&rec).add(&Outcome { sent_at: due_offset, done_at, late_by, result });
-                    drop(permit);
-                });
-                k += 1;
+    let cap_waits = {
+        let (target, rec) = (Arc::clone(&target), Arc::clone(&rec));
+        crate::dispatch::open_loop(rate, window, max_in_flight, move |due| {
+            let (target, rec) = (Arc::clone(&target), Arc::clone(&rec));
+            async move {
+                let result = target.send(due.k).await;
+                let done_at = due.start.elapsed();
+                lock(&rec).add(&Outcome { sent_at: due.offset, done_at, late_by: due.late_by, result });
             }
-            Ok(cap_waits)
         })
+        .await?
     };
-    let cap_waits = dispatcher.await.context("the open-loop dispatcher panicked")??;
-    // Every task holds a permit until it has recorded its outcome.
-    let _all = permits.acquire_many(max_in_flight as u32).await.context("the in-flight semaphore is never closed")?;
     let rec = lock(&rec);
     let mut s = summarise("open", &target, spec, timing, &rec);
     s.offered_rps = Some(rate);

@@ -58,6 +58,23 @@ fn mem_total_mib(meminfo: &str) -> Option<u64> {
     Some(kib / 1024)
 }
 
+/// CPU time (user + system) this process has used, in seconds, from `/proc/self/stat`;
+/// `None` where there is no such file.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Clock ticks per second: 100 on every Linux this runs on (`getconf CLK_TCK`).
+    cpu_ticks(&stat).map(|t| t as f64 / 100.0)
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/PID/stat` line, in clock ticks. The command
+/// name (field 2) is in parentheses and may hold spaces, so fields count from the last `)`.
+pub fn cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
 /// The command line as a shell would need it typed again.
 pub fn command_line() -> String {
     std::env::args().map(|a| shell_quote(&a)).collect::<Vec<_>>().join(" ")
@@ -99,6 +116,14 @@ mod tests {
         assert_eq!(shell_quote("my photo.jpg"), "'my photo.jpg'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn cpu_ticks_from_proc_stat() {
+        let line = "4242 (tokio runtime) S 1 4242 4242 0 -1 4194560 500 0 0 0 1234 56 0 0 20 0 9 0 100 1000 50";
+        assert_eq!(cpu_ticks(line), Some(1290));
+        assert_eq!(cpu_ticks("4242 (x) S 1"), None);
+        assert!(process_cpu_seconds().is_some_and(|s| s >= 0.0));
     }
 
     #[test]

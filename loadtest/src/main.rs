@@ -1,6 +1,10 @@
-//! `ekyc-loadtest`: a load generator for the facematch service's `Embed` RPC, built on the
-//! project's own tonic client, and the in-process inference limit it is compared with.
+//! `ekyc-loadtest`: load generators built on the project's own tonic clients: whole
+//! verification sessions through the orchestrator, the facematch service's `Embed` RPC, and
+//! the in-process inference limit the service is compared with.
 //!
+//! - `session`: verification sessions arriving at a fixed rate (StartSession, a frame per
+//!   challenge step, the document, Finish; or one Verify); latency from each session's
+//!   scheduled start.
 //! - `open`: a fixed offered rate; every request is sent at its scheduled time on its own
 //!   task and its latency runs from that time (no coordinated omission).
 //! - `closed`: a fixed number of workers sending back to back.
@@ -9,11 +13,15 @@
 //!
 //! See `loadtest/README.md`.
 
+mod dispatch;
 mod grpc;
+mod inputs;
 mod limit;
 mod machine;
 mod report;
 mod schedule;
+mod session;
+mod session_stats;
 mod stats;
 
 use std::path::PathBuf;
@@ -30,7 +38,11 @@ use crate::machine::Machine;
 use crate::schedule::{fmt_secs, parse_duration, parse_rate};
 
 #[derive(Debug, Parser)]
-#[command(name = "ekyc-loadtest", version, about = "Load generator for ekyc.v1.FaceMatch/Embed, and the in-process inference limit")]
+#[command(
+    name = "ekyc-loadtest",
+    version,
+    about = "Load generator for whole verifications (ekyc.v1.Orchestrator) and ekyc.v1.FaceMatch/Embed, and the in-process inference limit"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,6 +50,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Whole verifications arriving at a fixed rate (open loop); latency from each session's
+    /// scheduled start.
+    Session(SessionArgs),
     /// Open loop: a fixed offered rate; latency from each request's scheduled send time.
     Open(OpenArgs),
     /// Closed loop: C workers, each sending its next request when the last is answered.
@@ -154,6 +169,51 @@ struct SweepArgs {
 }
 
 #[derive(Debug, Args)]
+struct SessionArgs {
+    /// The orchestrator's gRPC endpoint (`host:port` means plain-text HTTP/2).
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// File holding the operator's API key (StartSession and ListPolicies; the session
+    /// token does the rest). EKYC_API_KEY takes precedence.
+    #[arg(long, value_name = "FILE", default_value = "ekyc-keys/api-key")]
+    api_key_file: PathBuf,
+    /// Policy name (empty: the server's default).
+    #[arg(long, default_value = "")]
+    policy: String,
+    /// `step`: AddFrame per step, AddDocument, Finish; `verify`: one Verify call.
+    #[arg(long, value_enum, default_value_t = session::Mode::Step)]
+    mode: session::Mode,
+    /// Offered rate in sessions/s: session k is due at start + k / RATE.
+    #[arg(long, value_parser = parse_rate)]
+    rate: f64,
+    /// Most sessions in flight at once; at the cap the generator waits (the wait counts in
+    /// the latency and as schedule slips).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_in_flight: u32,
+    /// Photo whose face, turned to each pose, makes the challenge frames.
+    #[arg(long, value_name = "IMAGE", default_value = "../shared/faces/obama_1.jpg")]
+    selfie: PathBuf,
+    /// Photo printed on the synthetic ID card of the document photo.
+    #[arg(long, value_name = "IMAGE", default_value = "../shared/faces/obama_3.jpg")]
+    card_face: PathBuf,
+    /// Seed of the frames' noise (default: from the clock, so a rerun against the same
+    /// server sends frames it has not seen).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// gRPC (HTTP/2) connections; a session makes all its calls on one.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    connections: u32,
+    /// Deadline of each call (sent as grpc-timeout and enforced by the client).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Tokio worker threads of the generator.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    client_threads: u32,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Args)]
 struct LimitArgs {
     /// Image files, decoded and analysed round-robin.
     #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
@@ -200,6 +260,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let command = machine::command_line();
     let machine = Machine::detect();
     match cli.command {
+        Command::Session(a) => {
+            anyhow::ensure!(!a.run.duration.is_zero(), "--duration must be above zero");
+            anyhow::ensure!(!a.run.timeline, "--timeline is not offered by the session mode");
+            let spec = session::SessionSpec {
+                server: a.server.clone(),
+                api_key: api_key(&a.api_key_file)?,
+                policy: a.policy.clone(),
+                mode: a.mode,
+                connections: a.connections as usize,
+                timeout: a.timeout,
+            };
+            let rt = runtime(a.client_threads)?;
+            let (orchestrator, policy) = rt.block_on(async {
+                let o = session::Orchestrator::connect(spec).await?;
+                let p = o.policy().await?;
+                anyhow::Ok((o, p))
+            })?;
+            let sessions = schedule::due_before(a.rate, a.run.warmup + a.run.duration);
+            let seed = a.seed.unwrap_or_else(|| {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+            });
+            eprintln!(
+                "session load: {sessions} sessions under {}@{} ({} steps), making their frames and the document",
+                policy.name, policy.version, policy.challenge_steps
+            );
+            let steps = policy.challenge_steps;
+            let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let inputs = inputs::make(&a.selfie, &a.card_face, |pose| inputs::copies_needed(pose, sessions, steps), seed, threads)?;
+            eprintln!(
+                "session load: {} sessions/s ({:?} mode) to {} for {} warm-up + {} measured",
+                a.rate,
+                a.mode,
+                orchestrator.server,
+                fmt_secs(a.run.warmup),
+                fmt_secs(a.run.duration)
+            );
+            let run = session::SessionRun {
+                rate: a.rate,
+                warmup: a.run.warmup,
+                duration: a.run.duration,
+                max_in_flight: a.max_in_flight as usize,
+            };
+            let summary = rt.block_on(session::run_sessions(Arc::new(orchestrator), Arc::new(inputs), &policy, run))?;
+            emit(a.run.json, command, machine, summary, report::session_block)
+        }
         Command::Open(a) => {
             let timing = a.run.timing()?;
             let spec = a.target.spec();
@@ -267,6 +372,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The API key: `EKYC_API_KEY`, else the file's first line.
+fn api_key(file: &std::path::Path) -> anyhow::Result<String> {
+    if let Ok(k) = std::env::var("EKYC_API_KEY")
+        && !k.trim().is_empty()
+    {
+        return Ok(k.trim().to_string());
+    }
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the API key from {} (set EKYC_API_KEY or --api-key-file)", file.display()))?;
+    Ok(text.trim().to_string())
+}
+
 fn runtime(threads: u32) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().worker_threads(threads as usize).enable_all().build().context("starting the Tokio runtime")
 }
@@ -327,6 +444,26 @@ mod tests {
         assert_eq!(a.target.timeout, Duration::from_secs(10));
         assert_eq!(a.max_in_flight, 10_000);
         assert!(a.run.json && !a.run.timeline);
+    }
+
+    #[test]
+    fn session_arguments_parse() {
+        let cli = Cli::try_parse_from(["ekyc-loadtest", "session", "--rate", "1.5", "--mode", "verify", "--duration", "60s", "--json"])
+            .expect("a valid session command line");
+        let Command::Session(a) = cli.command else { panic!("session subcommand expected") };
+        assert_eq!(a.rate, 1.5);
+        assert_eq!(a.mode, session::Mode::Verify);
+        assert_eq!(a.server, "http://127.0.0.1:50051");
+        assert_eq!(a.api_key_file, PathBuf::from("ekyc-keys/api-key"));
+        assert_eq!(a.policy, "", "the server's default policy");
+        assert_eq!(a.run.duration, Duration::from_secs(60));
+        assert_eq!(a.timeout, Duration::from_secs(30));
+        assert!(a.run.json);
+        let step = Cli::try_parse_from(["ekyc-loadtest", "session", "--rate", "2"]).expect("step mode by default");
+        let Command::Session(a) = step.command else { panic!("session subcommand expected") };
+        assert_eq!(a.mode, session::Mode::Step);
+        assert!(Cli::try_parse_from(["ekyc-loadtest", "session", "--rate", "2", "--mode", "batch"]).is_err());
+        assert!(Cli::try_parse_from(["ekyc-loadtest", "session"]).is_err(), "the rate is required");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::grpc::RunSummary;
 use crate::limit::LimitSummary;
 use crate::machine::Machine;
+use crate::session::{Mode, SessionSummary};
 use crate::stats::{Latency, TimelineRow, errors_by_count, errors_line, fmt_ms};
 
 /// What `--json` prints: one object with the command, the machine and the results.
@@ -141,6 +142,91 @@ pub fn sweep_table(levels: &[RunSummary], command: &str, machine: &Machine) -> S
             p(|l| l.max_ms),
         );
     }
+    out
+}
+
+/// `A: 3, B: 1`, largest count first; `none` when empty.
+fn counts_line(m: &std::collections::BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    let mut v: Vec<(&String, &u64)> = m.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    v.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The block printed after a session run.
+pub fn session_block(s: &SessionSummary, command: &str, machine: &Machine) -> String {
+    let mut out = String::new();
+    let flow = match s.mode {
+        Mode::Step => "StartSession, AddFrame per step, AddDocument, Finish",
+        Mode::Verify => "StartSession, Verify",
+    };
+    header(
+        &mut out,
+        &format!("ekyc-loadtest session: {flow} at {}, open loop at {} sessions/s", s.server, s.offered_per_s),
+        command,
+        machine,
+    );
+    let _ = writeln!(
+        out,
+        "  window       {} s measured after {} s warm-up; policy {} ({} steps); {} connection(s), timeout {} s",
+        s.duration_s, s.warmup_s, s.policy, s.challenge_steps, s.connections, s.timeout_s
+    );
+    let copies: Vec<String> = s.frame_copies.iter().map(|(p, n)| format!("{p} {n}")).collect();
+    let _ = writeln!(
+        out,
+        "  inputs       frames {}x{} px, copies per pose: {}; document {} bytes",
+        s.frame_px.0,
+        s.frame_px.1,
+        copies.join(", "),
+        s.document_bytes
+    );
+    let _ = writeln!(out, "  offered      {:.3} sessions/s", s.offered_per_s);
+    let _ = writeln!(out, "  achieved     {:.3} verifications/s (results inside the window)", s.achieved_per_s);
+    let _ = writeln!(
+        out,
+        "  sessions     {} due, {} with a result ({} ran every stage and carry a signed record), {} failed",
+        s.sessions, s.completed, s.full_pipeline, s.failed
+    );
+    let _ = writeln!(
+        out,
+        "  whole run    {} sessions (warm-up and drain included), {} with a result{}",
+        s.all_sessions,
+        s.all_completed,
+        s.generator_cpu_s.map(|c| format!("; generator used {c:.1} CPU-s")).unwrap_or_default()
+    );
+    let _ = writeln!(out, "  decisions    {}", counts_line(&s.decisions));
+    let _ = writeln!(out, "  reasons      {}", counts_line(&s.result_reasons));
+    let _ = writeln!(out, "  factors      {}", counts_line(&s.factors));
+    let satisfied = if s.mode == Mode::Step { format!("{} satisfied their step", s.frames_satisfied) } else { "n/a with Verify".into() };
+    let _ = writeln!(
+        out,
+        "  frames       {} sent, {satisfied}, {} reused; checks: {}",
+        s.frames_sent,
+        s.frames_reused,
+        counts_line(&s.frame_reasons)
+    );
+    let _ = writeln!(out, "  session ok   {}", latency_line(s.latency_session_ok.as_ref()));
+    let _ = writeln!(out, "  session all  {}", latency_line(s.latency_session_all.as_ref()));
+    let _ = writeln!(out, "               (from each session's scheduled start; the first call of each session likewise)");
+    for (rpc, r) in &s.rpcs {
+        let _ = writeln!(out, "  {rpc:<12} {} calls, {} errors; ok {}", r.calls, r.errors, latency_line(r.latency_ok.as_ref()));
+    }
+    if s.errors.is_empty() {
+        let _ = writeln!(out, "  errors       none");
+    }
+    for e in &s.errors {
+        let _ = writeln!(out, "  error        {} {} {}: {}  (e.g. {:?})", e.key.rpc, e.key.status, e.key.reason, e.count, e.example);
+    }
+    let _ = writeln!(
+        out,
+        "  schedule     {} session(s) started > 1 ms late (max {} ms); in-flight cap {} reached {} time(s)",
+        s.schedule_slips,
+        fmt_ms(s.max_slip_ms),
+        s.max_in_flight,
+        s.in_flight_cap_waits
+    );
     out
 }
 
