@@ -457,7 +457,9 @@ pub fn verify(spec: &ChallengeSpec, frames: &[(FrameInput, FrameAnalysis)], cfg:
     }
 
     let hard = overall.iter().any(|r| r.blocking && r.code != Code::PresentationAttackSuspected && !is_species(r.code))
-        || steps.iter().any(|o| o.reasons.iter().any(|r| matches!(r.code, Code::FaceChanged | Code::ReplayedFrame | Code::MirroredFrame)));
+        || steps.iter().any(|o| {
+            o.reasons.iter().any(|r| r.blocking && matches!(r.code, Code::FaceChanged | Code::ReplayedFrame | Code::MirroredFrame))
+        });
     let attack = overall.iter().any(|r| r.code == Code::PresentationAttackSuspected);
     let passed = !hard && !attack && steps.iter().all(|o| o.passed);
     if !passed {
