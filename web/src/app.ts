@@ -261,9 +261,13 @@ async function run() {
     progress = await liveness(client, h, progress);
     const missing = (k: EvidenceKind) => progress.missing.find((m) => m.kind === k);
     if (missing(EvidenceKind.DOCUMENT)) progress = await documentStep(client, h, progress);
-    // The signature step only when the policy requires one (an optional signature would
-    // raise the score, but asks the resident for a signing app they may not have).
-    if (missing(EvidenceKind.SIGNATURE)?.required) progress = await signatureStep(client, h, progress);
+    // The signature step when the policy requires one, or accepts only with one (without
+    // it staff review); not for a merely optional signature, which would ask the resident
+    // for a signing app they may not have.
+    const signature = missing(EvidenceKind.SIGNATURE);
+    if (signature && (signature.required || progress.policy?.acceptRequiresSignature)) {
+      progress = await signatureStep(client, h, progress, signature.required);
+    }
 
     setState("finishing");
     status(t.finishing);
@@ -538,6 +542,7 @@ function signatureStep(
   client: Client<typeof Orchestrator>,
   h: Handle,
   progress: SessionProgress,
+  required: boolean,
 ): Promise<SessionProgress> {
   setState("signature");
   show("signature-view");
@@ -550,8 +555,10 @@ function signatureStep(
   };
   rerender = render;
   render();
+  $("signature-skip").hidden = required;
   $("signature-data").onclick = () => download(`to-be-signed-${h.id}.txt`, progress.toBeSigned as Uint8Array<ArrayBuffer>, "text/plain");
   return new Promise((resolve, reject) => {
+    $("signature-skip").onclick = () => resolve(progress);
     $("signature-send").onclick = async () => {
       try {
         const sig = await readFile($<HTMLInputElement>("signature-file"));
@@ -606,8 +613,10 @@ function decision(r: VerificationResult, h: Handle) {
     const d = $("decision");
     d.textContent = t.decision[r.decision] ?? t.decision[Decision.UNSPECIFIED];
     d.className = `decision ${(Decision[r.decision] ?? "").toLowerCase()}`;
-    listReasons($("reasons"), r.reasons);
-    $("reasons-heading").hidden = r.reasons.length === 0;
+    // The decision's reasons, then the failed factors' own (deduplicated in words).
+    const reasons = [...r.reasons, ...r.factors.filter((f) => !f.passed).flatMap((f) => f.reasons)];
+    listReasons($("reasons"), reasons);
+    $("reasons-heading").hidden = reasons.length === 0;
     const body = $("factors").querySelector("tbody")!;
     clear(body);
     for (const f of r.factors) {

@@ -39,15 +39,7 @@ test("a whole session with the camera reaches a decision; a bad document is expl
     const decided = Date.now();
     await shots.stop();
     await page.screenshot({ path: join(ARTEFACTS, "session-decision.png"), fullPage: true });
-    const body = await page.evaluate(() => ({ ...document.body.dataset }));
-    assert.equal(body.ekycState, "decision", JSON.stringify(body));
-    // The same person's photo on the card, every pose reached: accepted (PAD is off in this
-    // suite: the frames are rendered from a still photo).
-    assert.equal(body.ekycDecision, "ACCEPT", await page.$eval("#reasons", (e) => e.textContent));
-    assert.equal(body.ekycLiveness, "passed");
-    const factors = await page.$$eval("#factors tr", (rows) => rows.length);
-    assert.ok(factors >= 3, "the factors are listed");
-
+    // The record first: it says why, whatever the decision.
     await page.click("#evidence-download");
     const deadline = Date.now() + 10_000;
     let file;
@@ -58,10 +50,60 @@ test("a whole session with the camera reaches a decision; a bad document is expl
     assert.ok(file, "the evidence record was downloaded");
     const evidence = JSON.parse(readFileSync(join(ARTEFACTS, file), "utf8"));
     assert.equal(evidence.evidence_jws.split(".").length, 3);
+    const body = await page.evaluate(() => ({ ...document.body.dataset }));
+    assert.equal(body.ekycState, "decision", JSON.stringify(body));
+    // The same person's photo on the card, every pose reached: accepted (PAD is off in this
+    // suite: the frames are rendered from a still photo).
+    assert.equal(body.ekycDecision, "ACCEPT", await page.$$eval("#reasons li", (l) => l.map((e) => `${e.dataset.code}: ${e.textContent}`).join("; ")));
+    assert.equal(body.ekycLiveness, "passed");
+    const factors = await page.$$eval("#factors tr", (rows) => rows.length);
+    assert.ok(factors >= 3, "the factors are listed");
+
     assert.deepEqual(problems, [], "no script errors or CSP violations");
     const timing = { pose_steps_s: (poseDone - started) / 1000, whole_session_s: (decided - started) / 1000, states: shots.seen };
     record("timing.json", timing);
     console.log(`# full session in the browser: ${JSON.stringify(timing)}`);
+  } finally {
+    await browser.close();
+  }
+});
+
+test("a session handed over by the operator, whose policy requires a signature, takes the signature as files", async () => {
+  const browser = await launch({ camera: "video" });
+  try {
+    const cdp = await browser.target().createCDPSession();
+    const downloads = join(ARTEFACTS, "signature-download");
+    await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: downloads });
+    const fragment = `#session=${encodeURIComponent(env("EKYC_SIGN_SESSION"))}&token=${encodeURIComponent(env("EKYC_SIGN_TOKEN"))}`;
+    const { page, problems } = await open(browser, `/${fragment}`);
+    const shots = watch(page, "signature");
+    await waitFor(page, () => ["document", "error"].includes(document.body.dataset.ekycState), 240_000);
+    await (await page.$("#document-file")).uploadFile(env("EKYC_CARD"));
+    await waitFor(page, () => ["signature", "error"].includes(document.body.dataset.ekycState), 60_000);
+    assert.equal(await state(page), "signature", `${await page.$eval("#error-message", (e) => e.textContent)} ${problems}`);
+
+    // The bytes to sign, offered for download, are the session's own.
+    await page.click("#signature-data");
+    const deadline = Date.now() + 10_000;
+    let file;
+    while (!file && Date.now() < deadline) {
+      file = readdirSync(downloads, { withFileTypes: true }).find((f) => f.name.startsWith("to-be-signed-") && f.name.endsWith(".txt"))?.name;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(file, "the bytes to sign were downloaded");
+    assert.deepEqual(readFileSync(join(downloads, file)), readFileSync(env("EKYC_TO_BE_SIGNED")));
+
+    await (await page.$("#signature-file")).uploadFile(env("EKYC_SIGNATURE"));
+    await (await page.$("#signature-chain")).uploadFile(...env("EKYC_CHAIN").split(","));
+    await page.select("#signature-algorithm", "RSA_PKCS1_SHA256");
+    await page.click("#signature-send");
+    await waitFor(page, () => document.body.dataset.ekycDecision !== undefined || document.body.dataset.ekycState === "error", 120_000);
+    await shots.stop();
+    await page.screenshot({ path: join(ARTEFACTS, "signature-decision.png"), fullPage: true });
+    assert.equal(await page.evaluate(() => document.body.dataset.ekycDecision), "ACCEPT", await page.$eval("#reasons", (e) => e.textContent));
+    const rows = await page.$$eval("#factors tr", (r) => r.map((e) => e.textContent));
+    assert.ok(rows.some((r) => /Digital signature.*passed/.test(r)), rows.join(" | "));
+    assert.deepEqual(problems, []);
   } finally {
     await browser.close();
   }
