@@ -185,6 +185,8 @@ fn serve_without_models(args: &[&str], name: &str) -> (Option<std::process::Exit
         .env("EKYC__SERVER__LIVENESS_PORT", "0")
         .env("EKYC__SERVER__DOCUMENT_PORT", "0")
         .env("EKYC__SERVER__FACEMATCH_PORT", "0")
+        // The page's fixed port (8080) is not what these tests are about.
+        .env("EKYC__WEB__ENABLED", "false")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
