@@ -2,7 +2,7 @@
 // document photo and its retry, the camera refused (file uploads instead), an expired
 // session, the two languages, and the CSP refusing inline script.
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { ARTEFACTS, env, launch, open, record, state, waitFor, watch } from "./helpers.mjs";
@@ -73,6 +73,7 @@ test("a session handed over by the operator, whose policy requires a signature, 
   try {
     const cdp = await browser.target().createCDPSession();
     const downloads = join(ARTEFACTS, "signature-download");
+    mkdirSync(downloads, { recursive: true });
     await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: downloads });
     const fragment = `#session=${encodeURIComponent(env("EKYC_SIGN_SESSION"))}&token=${encodeURIComponent(env("EKYC_SIGN_TOKEN"))}`;
     const { page, problems } = await open(browser, `/${fragment}`);
