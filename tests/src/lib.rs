@@ -227,7 +227,17 @@ pub fn authed(channel: Channel) -> ekyc_proto::v1::orchestrator_client::Orchestr
 /// test replica shares (as a cluster's replicas do), [`TEST_API_KEY`] as its one caller, an
 /// evidence key of its own; returns it with its engine (for the evidence key).
 pub async fn orchestrator(cfg: ekyc_orchestrator::OrchestratorConfig) -> (Running, std::sync::Arc<ekyc_orchestrator::Engine>) {
-    let api_keys = vec![ekyc_orchestrator::auth::ApiKeyConfig::for_secret("e2e", TEST_API_KEY, Vec::new()).expect("key config")];
+    orchestrator_with_keys(cfg, Vec::new()).await
+}
+
+/// [`orchestrator`] admitting `more` API keys beside [`TEST_API_KEY`] (e.g. the page's demo
+/// key).
+pub async fn orchestrator_with_keys(
+    cfg: ekyc_orchestrator::OrchestratorConfig,
+    more: Vec<ekyc_orchestrator::auth::ApiKeyConfig>,
+) -> (Running, std::sync::Arc<ekyc_orchestrator::Engine>) {
+    let mut api_keys = vec![ekyc_orchestrator::auth::ApiKeyConfig::for_secret("e2e", TEST_API_KEY, Vec::new()).expect("key config")];
+    api_keys.extend(more);
     let keys = ekyc_orchestrator::Keys { state: test_state_keys(), evidence_key: ekyc_evidence::EvidenceKey::generate(), api_keys };
     let engine = std::sync::Arc::new(ekyc_orchestrator::Engine::new(cfg, keys, 32 << 20).expect("engine"));
     let r = serve_orchestrator(std::sync::Arc::clone(&engine)).await;

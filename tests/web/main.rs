@@ -19,7 +19,7 @@ use ekyc_signature::{AnchorConfig, TrustConfig};
 use ekyc_testkit::frames::{id_card_from_bytes, pipeline};
 use ekyc_testkit::headturn::{TurnableFace, encode_jpeg};
 use ekyc_testkit::pki::{JpkiProfile, KeyAlg, TestPki, UserKind};
-use ekyc_tests::{TEST_API_KEY, authed, backends, orchestrator_config, serve_orchestrator, test_state_keys};
+use ekyc_tests::{TEST_API_KEY, authed, backends, orchestrator_config, orchestrator_with_keys};
 
 const FACES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/faces");
 const WEB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../web");
@@ -30,27 +30,26 @@ fn camera_inputs(dir: &Path) -> PathBuf {
     let face = TurnableFace::from_bytes(pipeline(), &std::fs::read(format!("{FACES}/obama_1.jpg")).expect("photo")).expect("a face");
     let frames = dir.join("frames");
     std::fs::create_dir_all(&frames).expect("frames dir");
-    // Yaw > 0: the user's own left; pitch > 0: up (as `ekyc verify`'s demo inputs).
-    let poses = [(26.0f32, 0.0f32), (-26.0, 0.0), (0.0, 21.0), (0.0, -21.0)];
+    // Yaw > 0: the user's own left; pitch > 0: up (as `ekyc verify`'s demo inputs). Each
+    // pose rendered once, as the photo for the upload path and for the video.
+    let poses = [("front", 0.0f32, 0.0f32), ("left", 26.0, 0.0), ("right", -26.0, 0.0), ("up", 0.0, 21.0), ("down", 0.0, -21.0)];
+    let mut rendered = Vec::new();
+    for (name, yaw, pitch) in poses {
+        let jpeg = encode_jpeg(&face.turned(yaw, pitch), 92).expect("jpeg");
+        std::fs::write(dir.join(format!("{name}.jpg")), &jpeg).expect("pose photo");
+        rendered.push(jpeg);
+    }
     // Each pose held for 0.8 s between frontal holds. (With the head rendered turning
     // smoothly through the angles in between, about one session in four was refused at
     // Finish with LIVENESS_FAILED although every step had been satisfied at AddFrame; not yet
     // explained.)
-    let mut path = vec![(0.0f32, 0.0f32); 8];
-    for pose in poses {
+    let mut path = vec![0; 8];
+    for pose in 1..poses.len() {
         path.extend(std::iter::repeat_n(pose, 8));
-        path.extend(std::iter::repeat_n((0.0, 0.0), 8));
+        path.extend(std::iter::repeat_n(0, 8));
     }
-    let mut rendered: Vec<((f32, f32), Vec<u8>)> = Vec::new();
-    for (i, &(yaw, pitch)) in path.iter().enumerate() {
-        if !rendered.iter().any(|(p, _)| *p == (yaw, pitch)) {
-            rendered.push(((yaw, pitch), encode_jpeg(&face.turned(yaw, pitch), 92).expect("jpeg")));
-        }
-        let jpeg = &rendered.iter().find(|(p, _)| *p == (yaw, pitch)).expect("rendered").1;
-        std::fs::write(frames.join(format!("f{i:04}.jpg")), jpeg).expect("frame");
-    }
-    for (name, yaw, pitch) in [("front", 0.0, 0.0), ("left", 25.0, 0.0), ("right", -25.0, 0.0), ("up", 0.0, 20.0), ("down", 0.0, -20.0)] {
-        std::fs::write(dir.join(format!("{name}.jpg")), encode_jpeg(&face.turned(yaw, pitch), 92).expect("jpeg")).expect("pose photo");
+    for (i, &pose) in path.iter().enumerate() {
+        std::fs::write(frames.join(format!("f{i:04}.jpg")), &rendered[pose]).expect("frame");
     }
     // Two rounds, with a camera's temporal noise: no two frames of the file are the same
     // bytes (the server refuses a frame it has seen before), until Chromium loops it.
@@ -89,11 +88,7 @@ async fn the_page_verifies_in_chromium() {
     cfg.policies.insert("web-expiring".into(), short);
     let web_cfg = ekyc_web::WebConfig { demo: true, allowed_origins: vec!["https://allowed.example".into()], ..Default::default() };
     let (demo_key, demo_entry) = ekyc_web::DemoKey::generate(&web_cfg).expect("demo key");
-    let api_keys =
-        vec![ekyc_orchestrator::auth::ApiKeyConfig::for_secret("e2e", TEST_API_KEY, Vec::new()).expect("key config"), demo_entry];
-    let keys = ekyc_orchestrator::Keys { state: test_state_keys(), evidence_key: ekyc_evidence::EvidenceKey::generate(), api_keys };
-    let engine = std::sync::Arc::new(ekyc_orchestrator::Engine::new(cfg, keys, 32 << 20).expect("engine"));
-    let grpc = serve_orchestrator(std::sync::Arc::clone(&engine)).await;
+    let (grpc, engine) = orchestrator_with_keys(cfg, vec![demo_entry]).await;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
     let url = format!("http://{}", listener.local_addr().expect("address"));

@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -122,7 +122,7 @@ async fn index() -> Response {
     hardened(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page.index.clone()).into_response(), "no-store")
 }
 
-async fn asset(State(_): State<Web>, request: Request) -> Response {
+async fn asset(request: Request) -> Response {
     match assets::page().asset(request.uri().path()) {
         Some(a) => {
             hardened(([(header::CONTENT_TYPE, a.content_type)], Body::from(a.body)).into_response(), "public, max-age=31536000, immutable")
