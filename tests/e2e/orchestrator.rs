@@ -138,6 +138,38 @@ async fn a_good_session_step_by_step_is_accepted_with_a_verifiable_record() {
     orch.stop().await;
 }
 
+/// A page advances as soon as AddFrame says a step is satisfied, so "satisfied" must mean
+/// what Finish will find: the turn is measured from the kept frontal frame, not from a
+/// straight-ahead pose. Here the frontal frame is already turned 9 degrees the way step 1
+/// asks; a frame 4 degrees past the target from straight ahead is not enough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_satisfied_when_added_is_satisfied_at_finish() {
+    let b = backends();
+    let (orch, _) = orchestrator(orchestrator_config(b)).await;
+    let mut c = client(&orch).await;
+    let s = start(&mut c, "low-risk").await;
+    let steps = s.challenge.as_ref().expect("a challenge").steps.clone();
+    let (pose, target) = (steps[1].pose(), steps[1].target_angle_deg);
+    let p = add_frames(&mut c, &s, vec![frame(answer(PERSON, pose, 9.0), 0)]).await;
+    assert!(p.steps[0].satisfied, "a frontal frame turned 9 degrees is frontal: {:?}", p.steps[0]);
+    let p = add_frames(&mut c, &s, vec![frame(answer(PERSON, pose, target + 4.0), 1)]).await;
+    let Some(pb::session_progress::Added::Frame(check)) = &p.added else { panic!("a frame check") };
+    assert!(!p.steps[1].satisfied && !check.step_satisfied, "{target} degrees needed from the frontal frame: {check:?}");
+    assert!(codes(&check.reasons).contains(&pb::ReasonCode::PoseNotReached), "{:?}", check.reasons);
+    let p = add_frames(&mut c, &s, vec![frame(answer(PERSON, pose, 9.0 + target + 12.0), 1)]).await;
+    assert!(p.steps[1].satisfied, "{:?}", p.added);
+    let rest: Vec<pb::Frame> = steps[2..].iter().map(|st| frame(answer(PERSON, st.pose(), 25.0), st.index as usize)).collect();
+    if !rest.is_empty() {
+        add_frames(&mut c, &s, rest).await;
+    }
+    add_document(&mut c, &s, id_card_photo(PERSON_CARD, 11)).await;
+    let r = c.finish(pb::FinishRequest { session_id: s.session_id.clone() }).await.expect("finishes").into_inner();
+    let liveness = r.factors.iter().find(|f| f.kind == pb::FactorKind::Liveness as i32).expect("a liveness factor");
+    assert!(liveness.passed, "{:#?}", liveness.reasons);
+    assert_eq!(decision(&r), pb::Decision::Accept, "{r:#?}");
+    orch.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_document_of_another_person_is_rejected() {
     let b = backends();

@@ -59,7 +59,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             });
         }
         let start = Instant::now();
-        client.check_frame(pb::CheckFrameRequest { challenge_id: c.challenge_id.clone(), frame: Some(frames[0].clone()) }).await?;
+        client
+            .check_frame(pb::CheckFrameRequest {
+                challenge_id: c.challenge_id.clone(),
+                frame: Some(frames[0].clone()),
+                ..Default::default()
+            })
+            .await?;
         let check_ms = start.elapsed().as_secs_f64() * 1000.0;
         let start = Instant::now();
         let r = client

@@ -383,8 +383,12 @@ impl Engine {
         Ok(())
     }
 
-    /// Measures one frame against its step without consuming the challenge.
-    pub async fn check_frame(&self, id: &str, frame: Frame) -> Result<Checked, LivenessError> {
+    /// Measures one frame against its step without consuming the challenge. `reference`,
+    /// for a step after the first, is the attestation of the frontal frame the caller keeps:
+    /// the turn is then measured from that frame's head pose and the face compared with its
+    /// face, as [`Engine::verify`] will judge them; without it the turn is measured from a
+    /// straight-ahead pose, which is only provisional.
+    pub async fn check_frame(&self, id: &str, frame: Frame, reference: Option<&[u8]>) -> Result<Checked, LivenessError> {
         let parsed = ChallengeId::decode(id, &self.keys).map_err(|_| {
             LivenessError::FailedPrecondition("CHALLENGE_INVALID: the challenge id was altered, forged or not issued here".into())
         })?;
@@ -392,6 +396,25 @@ impl Engine {
             return Err(LivenessError::FailedPrecondition("EXPIRED: the challenge has expired".into()));
         }
         self.check_header("frame", &frame, parsed.steps.len())?;
+        let s = frame.step_index;
+        // The frontal frame the turn is measured from, opened before any image work.
+        let reference = match reference.filter(|r| !r.is_empty() && s > 0) {
+            None => None,
+            Some(bytes) => match attestation::decode(&self.keys, &parsed.nonce, bytes) {
+                Ok((input, _)) if input.step_index != 0 => {
+                    return Err(LivenessError::InvalidArgument(format!(
+                        "reference_attestation: attests a frame of step {}, the reference is the frame of step 0",
+                        input.step_index
+                    )));
+                }
+                Ok((_, analysis)) => Some(analysis),
+                Err(AttestationError::DoesNotOpen | AttestationError::Malformed) => {
+                    return Err(LivenessError::FailedPrecondition(
+                        "CHALLENGE_INVALID: reference_attestation was altered, belongs to another challenge or was not issued here".into(),
+                    ));
+                }
+            },
+        };
         let Some(stored) = self.store.peek(&parsed.nonce).await? else {
             return Err(LivenessError::FailedPrecondition("ALREADY_USED: the challenge was already used".into()));
         };
@@ -404,10 +427,23 @@ impl Engine {
         let attestation = attestation::encode(&self.keys, &parsed.nonce, &input, &analysis)
             .map_err(|e| LivenessError::Internal(format!("sealing the attestation: {e}")))?;
         let embedding = analysis.embedding.clone();
-        let s = input.step_index;
         let zero = ekyc_vision::HeadPose::default();
+        let (reference_pose, reference_embedding) = match &reference {
+            // A reference without a face: the turn cannot be measured (PoseNotReached).
+            Some(r) => (r.faces.first().map(|f| f.pose), r.embedding.as_deref()),
+            None => ((s > 0).then_some(zero), None),
+        };
         let frames = [(input, analysis)];
-        let step = judge_step(&opened.spec, s, Some(0), &frames, (s > 0).then_some(&zero), None, &opened.cfg, opened.match_threshold);
+        let step = judge_step(
+            &opened.spec,
+            s,
+            Some(0),
+            &frames,
+            reference_pose.as_ref(),
+            reference_embedding,
+            &opened.cfg,
+            opened.match_threshold,
+        );
         Ok(Checked { step, embedding, attestation })
     }
 

@@ -152,7 +152,7 @@ impl LivenessService {
     async fn do_check(&self, req: pb::CheckFrameRequest) -> Result<pb::CheckFrameResponse, LivenessError> {
         let engine = self.engine()?;
         let f = req.frame.ok_or_else(|| LivenessError::InvalidArgument("frame: a frame is required".into()))?;
-        let checked = engine.check_frame(&req.challenge_id, frame(f)).await?;
+        let checked = engine.check_frame(&req.challenge_id, frame(f), Some(&req.reference_attestation)).await?;
         let embedder_id = engine.vision().embedder.model.id.clone();
         Ok(pb::CheckFrameResponse {
             result: Some(step_pb(&checked.step, &embedder_id)),

@@ -59,13 +59,17 @@ impl Engine {
         }
     }
 
-    pub(crate) async fn measure_frame(&self, s: &Session, frame: Frame) -> Result<MeasuredFrame> {
+    /// Measures a frame with the liveness service; `reference` is the kept frontal frame's
+    /// attestation for a later step (empty for none), so the step is judged from the same
+    /// reference as at Finish.
+    pub(crate) async fn measure_frame(&self, s: &Session, frame: Frame, reference: Vec<u8>) -> Result<MeasuredFrame> {
         let challenge = s.challenge();
         let step_index = frame.step_index;
         let sha256 = frame.image.as_ref().map(|i| hex::encode(Sha256::digest(&i.data))).unwrap_or_default();
+        let reference_attestation = if step_index > 0 { reference } else { Vec::new() };
         let resp = self
             .backends
-            .check_frame(CheckFrameRequest { challenge_id: challenge.challenge_id.clone(), frame: Some(frame) })
+            .check_frame(CheckFrameRequest { challenge_id: challenge.challenge_id.clone(), frame: Some(frame), reference_attestation })
             .await
             .map_err(|e| backend_error(e, "frame"))?;
         let r = resp.result.unwrap_or_default();

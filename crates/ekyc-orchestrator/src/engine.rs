@@ -24,7 +24,9 @@ use crate::auth::{Auth, Caller, random_bytes};
 use crate::clients::Backends;
 use crate::config::OrchestratorConfig;
 use crate::error::OrchestratorError;
-use crate::evidence::{apply_document, apply_frame, collecting, keep_document, keep_frame, too_many, too_many_frames, validate_frame};
+use crate::evidence::{
+    apply_document, apply_frame, collecting, frontal_attestation, keep_document, keep_frame, too_many, too_many_frames, validate_frame,
+};
 use crate::keys::Keys;
 use crate::policy::{Policies, Policy};
 use crate::progress::Added;
@@ -205,7 +207,7 @@ impl Engine {
             return Err(too_many_frames(step, self.cfg.max_frames_per_step));
         }
         self.policy(&s)?;
-        let measured = self.measure_frame(&s, frame).await?;
+        let measured = self.measure_frame(&s, frame, frontal_attestation(&s)).await?;
         let (check, kept, digest) = keep_frame(&s, measured);
         let satisfied = kept.satisfied;
         let (s, ()) = self
@@ -341,8 +343,14 @@ impl Engine {
         // have answered.
         let frames = async {
             let mut measured = Vec::with_capacity(req.frames.len());
+            let mut reference = frontal_attestation(&s);
             for f in req.frames {
-                measured.push(self.measure_frame(&s, f).await?);
+                let m = self.measure_frame(&s, f, reference.clone()).await?;
+                // A satisfied frontal frame becomes the reference, as it will be kept.
+                if m.step_index == 0 && m.check.step_satisfied {
+                    reference = m.attestation.clone();
+                }
+                measured.push(m);
             }
             Ok::<_, OrchestratorError>(measured)
         };

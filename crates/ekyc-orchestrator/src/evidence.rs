@@ -42,6 +42,12 @@ pub(crate) fn frontal_embedding(s: &Session, satisfied_only: bool) -> Option<Emb
     k.embedding.as_ref().map(KeptEmbedding::to_proto)
 }
 
+/// The attestation of the kept frontal frame when it satisfied its step: the liveness
+/// service measures later steps' turns from it (empty when there is none).
+pub(crate) fn frontal_attestation(s: &Session) -> Vec<u8> {
+    s.steps.first().and_then(|st| st.kept.as_ref()).filter(|k| k.satisfied).map(|k| k.attestation.clone()).unwrap_or_default()
+}
+
 /// The portrait's embedding, when the kept document is usable.
 pub(crate) fn portrait_embedding(s: &Session) -> Option<Embedding> {
     s.document.as_ref().filter(|d| d.usable)?.embedding.as_ref().map(KeptEmbedding::to_proto)

@@ -62,7 +62,7 @@ async fn frames_sent_together_and_frames_attested_one_by_one_get_the_same_pad_ve
     let mut attestations = Vec::new();
     for f in &frames {
         let r = client
-            .check_frame(pb::CheckFrameRequest { challenge_id: b.challenge_id.clone(), frame: Some(f.clone()) })
+            .check_frame(pb::CheckFrameRequest { challenge_id: b.challenge_id.clone(), frame: Some(f.clone()), ..Default::default() })
             .await
             .expect("checked")
             .into_inner();

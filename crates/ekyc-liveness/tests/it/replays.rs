@@ -127,7 +127,11 @@ fn perceptual_hash_survives_reencoding() {
 
 async fn check(server: &Server, c: &pb::Challenge, f: pb::Frame) -> pb::CheckFrameResponse {
     let mut client = server.client().await;
-    client.check_frame(pb::CheckFrameRequest { challenge_id: c.challenge_id.clone(), frame: Some(f) }).await.expect("checked").into_inner()
+    client
+        .check_frame(pb::CheckFrameRequest { challenge_id: c.challenge_id.clone(), frame: Some(f), ..Default::default() })
+        .await
+        .expect("checked")
+        .into_inner()
 }
 
 fn replayed(r: &pb::StepResult) -> bool {

@@ -30,7 +30,7 @@ async fn assert_corrupt(server: &Server, c: &pb::Challenge, frames: &[pb::Frame]
     let before = server.engine.frames_analysed();
     set(server, &record_key(c), value).await;
     let e = client
-        .check_frame(pb::CheckFrameRequest { challenge_id: c.challenge_id.clone(), frame: Some(frames[0].clone()) })
+        .check_frame(pb::CheckFrameRequest { challenge_id: c.challenge_id.clone(), frame: Some(frames[0].clone()), ..Default::default() })
         .await
         .expect_err(what);
     assert_eq!(e.code(), tonic::Code::DataLoss, "{what}: {e:?}");
@@ -149,7 +149,7 @@ async fn nothing_stored_or_attested_reveals_the_face_or_an_image() {
     let mut embedding = None;
     for f in frames.clone() {
         let r = client
-            .check_frame(pb::CheckFrameRequest { challenge_id: c.challenge_id.clone(), frame: Some(f) })
+            .check_frame(pb::CheckFrameRequest { challenge_id: c.challenge_id.clone(), frame: Some(f), ..Default::default() })
             .await
             .expect("checked")
             .into_inner();
