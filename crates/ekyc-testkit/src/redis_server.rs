@@ -1,5 +1,7 @@
 //! A real `redis-server` for tests, on a free loopback port, with no persistence. It can be
-//! stopped and started again on the same port to test outages; it is killed on drop.
+//! stopped and started again on the same port to test outages; it is killed on drop, and a
+//! watchdog kills it within a second of the test process ending, for servers that are never
+//! dropped (those held in a `static` shared by a test binary's tests).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,6 +12,8 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// `sh` polling this process; kills the server once this process is gone.
+    watchdog: Option<Child>,
     extra: Vec<String>,
 }
 
@@ -22,7 +26,7 @@ impl RedisServer {
     /// Starts a server with extra arguments (`--requirepass`, `--tls-port`, ...) and waits
     /// until its plain port answers PING (or asks for authentication).
     pub fn start_with(extra: &[&str]) -> RedisServer {
-        let mut s = RedisServer { port: free_port(), child: None, extra: extra.iter().map(|a| a.to_string()).collect() };
+        let mut s = RedisServer { port: free_port(), child: None, watchdog: None, extra: extra.iter().map(|a| a.to_string()).collect() };
         s.restart();
         s
     }
@@ -41,6 +45,10 @@ impl RedisServer {
             let _ = c.kill();
             let _ = c.wait();
         }
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
     }
 
     /// Starts the server again on the same port.
@@ -53,7 +61,22 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs (scripts/setup.sh installs it)");
+        // Statics are never dropped: without the watchdog a server held in one outlives the
+        // test binary (and holds whatever file descriptors it inherited, such as a lock).
+        let watchdog = Command::new("sh")
+            .args([
+                "-c",
+                "while kill -0 \"$0\" 2>/dev/null; do sleep 1; done; kill -9 \"$1\" 2>/dev/null",
+                &std::process::id().to_string(),
+                &child.id().to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sh runs");
         self.child = Some(child);
+        self.watchdog = Some(watchdog);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.ping() {
             assert!(Instant::now() < deadline, "redis-server did not answer on port {} within 10 s", self.port);
