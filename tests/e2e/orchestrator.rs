@@ -158,7 +158,12 @@ async fn a_step_satisfied_when_added_is_satisfied_at_finish() {
     assert!(codes(&check.reasons).contains(&pb::ReasonCode::PoseNotReached), "{:?}", check.reasons);
     let p = add_frames(&mut c, &s, vec![frame(answer(PERSON, pose, 9.0 + target + 12.0), 1)]).await;
     assert!(p.steps[1].satisfied, "{:?}", p.added);
-    let rest: Vec<pb::Frame> = steps[2..].iter().map(|st| frame(answer(PERSON, st.pose(), 25.0), st.index as usize)).collect();
+    // Later steps turn 25 degrees from the frontal frame (a repeat of step 1's pose counts
+    // from the frontal frame's 9 degrees).
+    let rest: Vec<pb::Frame> = steps[2..]
+        .iter()
+        .map(|st| frame(answer(PERSON, st.pose(), if st.pose() == pose { 34.0 } else { 25.0 }), st.index as usize))
+        .collect();
     if !rest.is_empty() {
         add_frames(&mut c, &s, rest).await;
     }
