@@ -23,6 +23,11 @@ pub struct WebConfig {
     pub demo_policy: String,
     /// Demo sessions the whole page may start per minute.
     pub demo_sessions_per_minute: u32,
+    /// How long a client may take to send a request's headers (also the first request's,
+    /// after connecting), milliseconds; then the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// Open connections the port keeps at once; one past it is closed at once.
+    pub max_connections: u32,
 }
 
 impl Default for WebConfig {
@@ -34,6 +39,8 @@ impl Default for WebConfig {
             demo: false,
             demo_policy: String::new(),
             demo_sessions_per_minute: 30,
+            header_read_timeout_ms: 10_000,
+            max_connections: 1024,
         }
     }
 }
@@ -45,6 +52,9 @@ impl WebConfig {
         }
         for o in &self.allowed_origins {
             valid_origin(o).map_err(|e| format!("allowed_origins: {o:?}: {e}"))?;
+        }
+        if self.header_read_timeout_ms == 0 || self.max_connections == 0 {
+            return Err("header_read_timeout_ms and max_connections must be at least 1".into());
         }
         if self.demo && self.demo_sessions_per_minute == 0 {
             return Err("demo_sessions_per_minute must be at least 1 with demo on".into());

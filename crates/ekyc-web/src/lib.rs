@@ -19,6 +19,7 @@ pub mod assets;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod http;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -61,7 +62,12 @@ pub async fn serve(
 ) -> Result<(), WebError> {
     let router = router(engine, &cfg, demo, max_message_bytes)?;
     tracing::info!(addr = ?listener.local_addr().ok(), demo = cfg.demo, "web page and gRPC-Web listening");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(|e| WebError::Serve(e.to_string()))
+    let limits = http::Limits {
+        header_read_timeout: std::time::Duration::from_millis(cfg.header_read_timeout_ms),
+        max_connections: cfg.max_connections as usize,
+    };
+    http::serve(listener, router, limits, shutdown).await;
+    Ok(())
 }
 
 /// The routes of the port, for [`serve`] and tests.
