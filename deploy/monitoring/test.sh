@@ -17,12 +17,13 @@ PY
 cp "$here/rules.test.yaml" "$tmp/"
 promtool check rules "$tmp/rules.yaml"
 (cd "$tmp" && promtool test rules rules.test.yaml)
-# Every ekyc_* metric named by the rules or the dashboard is one the code records.
+# Every ekyc_* metric named by the rules or the dashboard is one the code (crates/*/src) records.
 python3 - "$here" "$root/crates" <<'PY'
 import json, pathlib, re, sys
 here, crates = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 dash = json.loads((here / "grafana-dashboard.json").read_text())
-code = "".join(p.read_text() for p in crates.rglob("*.rs"))
+# The crates' own sources only: a name quoted in a test records nothing.
+code = "".join(p.read_text() for p in crates.rglob("*.rs") if "src" in p.relative_to(crates).parts)
 known = set(re.findall(r'"(ekyc_[a-z_]+)"', code))
 used = set(re.findall(r"ekyc_[a-z_]+", (here / "prometheusrule.yaml").read_text() + json.dumps(dash)))
 strip = lambda m: re.sub(r"_(bucket|count|sum)$", "", m)

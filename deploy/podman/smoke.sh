@@ -13,25 +13,60 @@
 #   5. deploy/podman/down.sh (KEEP_IMAGES=1 keeps the images).
 # Photos: ../shared/faces (SELFIE and CARD_FACE override), made into head turns and an ID
 # card by the testkit's demo_inputs example. Times of each step are printed.
+# Run by CI after ./scripts/test.sh (through deploy/ci.sh). It first builds the release
+# binary and demo_inputs (cargo decides what is stale), removes what an earlier run may have
+# left (down.sh, images kept), and always ends with down.sh, on failure or signal too. It
+# publishes only on 127.0.0.1, on the overlay's ports or free ones (up.sh).
+# Without kubectl (>= 1.27, renders the overlay) it prints that it was NOT run and exits 0:
+# the one failure-free way out that checks nothing.
 set -euo pipefail
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
+if ! command -v kubectl >/dev/null 2>&1; then
+  cat <<'MSG'
+################################################################################
+## PODMAN SMOKE TEST NOT RUN: kubectl is not installed on this machine.
+## deploy/podman/up.sh renders deploy/overlays/podman with kubectl >= 1.27, which
+## no allowed registry provides (Debian's kubernetes-client is 1.20 and too old).
+## The cluster, the verification through it and the crash under load were NOT
+## checked.
+################################################################################
+MSG
+  exit 0
+fi
+[ "$(id -u)" -eq 0 ] || { echo "smoke.sh: run as root" >&2; exit 2; }
 SELFIE=${SELFIE:-$root/../shared/faces/obama_1.jpg}
 CARD_FACE=${CARD_FACE:-$root/../shared/faces/obama_3.jpg}
 LOAD_S=${LOAD_S:-40}
 podman=(podman --runtime runc)
 ekyc="$root/target/release/ekyc"
-work="$(mktemp -d)"
-cleanup() { rm -rf "$work"; [ -n "${KEEP_UP:-}" ] || "$here/down.sh"; }
-trap cleanup EXIT
 t0=$SECONDS
 step() { echo "== [$((SECONDS - t0)) s] $*"; }
+
+step "release build (ekyc, demo_inputs)"
+(cd "$root" && cargo build --release --locked -p ekyc && cargo build --release --locked -p ekyc-testkit --example demo_inputs)
+
+step "leftovers of an earlier run removed (images kept)"
+if command -v podman >/dev/null 2>&1; then KEEP_IMAGES=1 "$here/down.sh"; fi
+work="$(mktemp -d)"
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM HUP
+  jobs -p | xargs -r kill 2>/dev/null
+  rm -rf "$work"
+  [ -n "${KEEP_UP:-}" ] || "$here/down.sh"
+  [ "$rc" -eq 0 ] || echo "smoke: FAILED (exit $rc) after $((SECONDS - t0)) s" >&2
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
 step "up"
 "$here/up.sh"
 set -a; . "$here/.state/env"; set +a
 
-[ -x "$root/target/release/examples/demo_inputs" ] || (cd "$root" && cargo build --release -p ekyc-testkit --example demo_inputs)
 "$root/target/release/examples/demo_inputs" "$SELFIE" "$CARD_FACE" "$work/inputs" >/dev/null
 I="$work/inputs"
 verify() {
@@ -50,20 +85,31 @@ grep -q '^decision ' "$work/one.txt"
 ip_of() { "${podman[@]}" inspect "$1" --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}'; }
 
 step "mutual TLS between the services: facematch admits the orchestrator's certificate only"
-# A gRPC health check on facematch's API port (HTTP/2 over TLS, name checked as `facematch`)
-# with the orchestrator's client certificate, with another certificate of the cluster's CA
-# (facematch's own), and with none; prints the HTTP status and the grpc-status header.
+# Calls to facematch's API port (HTTP/2 over TLS, name checked as `facematch`) with the
+# orchestrator's client certificate, with another certificate of the cluster's CA
+# (facematch's own), and with none; each prints the HTTP status and the grpc-status header.
+# The admitted one is a real gRPC health check. The refused ones send no body: the name check
+# answers before reading one, and while curl 7.88 is still sending a body it takes the
+# server's RST_STREAM (NO_ERROR) that follows that answer for an error and keeps no headers
+# (exit 92, about half the time on this machine); a request that ends with its headers gets
+# the answer every time.
 printf '\0\0\0\0\0' >"$work/health-request"
 tls=/var/lib/ekyc-podman
-probe() {
-  curl -s -o /dev/null -D - --http2 --max-time 5 --resolve "facematch:50054:$(ip_of facematch-pod-0-facematch)" \
+probe() { # call|headers-only [curl options]
+  local body=() rc=0
+  [ "$1" = call ] && body=(--data-binary @"$work/health-request")
+  shift
+  rm -f "$work/probe-headers"
+  curl -s -o /dev/null -D "$work/probe-headers" --http2 --max-time 5 --resolve "facematch:50054:$(ip_of facematch-pod-0-facematch)" \
     --cacert "$tls/tls-facematch/ca.crt" -H 'content-type: application/grpc' -H 'te: trailers' \
-    --data-binary @"$work/health-request" "$@" https://facematch:50054/grpc.health.v1.Health/Check |
+    "${body[@]}" "$@" https://facematch:50054/grpc.health.v1.Health/Check || rc=$?
+  echo "probe with ${2:-no certificate}: curl exit $rc" >&2
+  cat "$work/probe-headers" 2>/dev/null |
     awk 'tolower($1) ~ /^http\// {h = $2} tolower($1) == "grpc-status:" {g = $2} END {printf "%s grpc-status=%s", (h ? h : "refused"), (g ? g : "-")}' | tr -d '\r'
 }
-as_orchestrator=$(probe --cert "$tls/tls-orchestrator-client/tls.crt" --key "$tls/tls-orchestrator-client/tls.key")
-as_other=$(probe --cert "$tls/tls-facematch/tls.crt" --key "$tls/tls-facematch/tls.key")
-without=$(probe || true)
+as_orchestrator=$(probe call --cert "$tls/tls-orchestrator-client/tls.crt" --key "$tls/tls-orchestrator-client/tls.key")
+as_other=$(probe headers-only --cert "$tls/tls-facematch/tls.crt" --key "$tls/tls-facematch/tls.key")
+without=$(probe headers-only)
 echo "orchestrator's certificate: $as_orchestrator; facematch's own certificate: $as_other; no certificate: $without"
 # OK comes in the trailers (shown or not by curl); PERMISSION_DENIED (7) answers at once.
 case "$as_orchestrator" in "200 grpc-status=0" | "200 grpc-status=-") ;; *) echo "smoke: the orchestrator's certificate was not admitted" >&2; exit 1 ;; esac

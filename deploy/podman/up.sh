@@ -5,7 +5,8 @@
 # fresh keys, the Redis password and an API key under /var/lib/ekyc-podman, plays each
 # Deployment on the network `ekyc` under its Service's name, waits until every service is
 # SERVING, and writes deploy/podman/.state/env for clients:
-#   EKYC_SERVER=http://127.0.0.1:50051   the orchestrator (published on the host)
+#   EKYC_SERVER=http://127.0.0.1:50051   the orchestrator (published on the host; another
+#                                        free port when something else holds 50051)
 #   EKYC_API_KEY=...                     an API key the orchestrator admits (CLI reads it)
 # and deploy/podman/.state/health.env, the ports `ekyc health` asks (the orchestrator's, and
 # the backends' plain health ports). Between the services it is mutual TLS: up.sh makes a
@@ -13,6 +14,7 @@
 # orchestrator's client certificate; the CA's key is deleted once they are signed.
 # Root only. Undo everything with deploy/podman/down.sh.
 set -euo pipefail
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 state="$here/.state"
@@ -21,6 +23,20 @@ NET=ekyc
 podman=(podman --runtime runc)
 [ "$(id -u)" -eq 0 ] || { echo "up.sh: run as root" >&2; exit 2; }
 t0=$SECONDS
+
+# kubectl (>= 1.27, kustomize v5) renders the overlay; it comes from no Debian package recent
+# enough, so it is not installed here.
+command -v kubectl >/dev/null 2>&1 || { echo "up.sh: kubectl not found (>= 1.27 renders deploy/overlays/podman)" >&2; exit 3; }
+python3 -c 'import yaml' 2>/dev/null || { echo "up.sh: python3 has no PyYAML (./scripts/setup.sh installs it)" >&2; exit 2; }
+# The rest from Debian, once: podman 4.3 (with its recommends: catatonit for the pods' infra
+# image, built locally), runc, debootstrap for the base image, openssl for the keys, curl.
+missing=()
+for tool in podman runc debootstrap openssl curl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "up.sh: installing ${missing[*]} (apt)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 
 # podman 4.3 on this kernel: no default ulimits, cgroupfs (deploy/README.md, "podman").
 if ! grep -qs 'cgroup_manager *= *"cgroupfs"' /etc/containers/containers.conf; then
@@ -92,12 +108,43 @@ umask 022
 
 "${podman[@]}" network exists "$NET" || "${podman[@]}" network create "$NET" >/dev/null
 # One Deployment at a time, each under its Service's name (podman 4.3 resolves no Services).
+# Each publishes one port on the host's loopback (the overlay's: 50051 for the orchestrator,
+# 50062-50064 for the backends' health): one that something else on the host already holds
+# (a development `ekyc serve` on 50051, say) is replaced by a free one, so the cluster never
+# answers for another server nor fails to start because of it. $state/ports: NAME PORT.
 python3 - "$state/rendered.yaml" "$state" <<'PY'
-import sys, yaml
-for d in yaml.safe_load_all(open(sys.argv[1])):
-    if d and d["kind"] == "Deployment":
-        yaml.safe_dump(d, open(f"{sys.argv[2]}/{d['metadata']['name']}.yaml", "w"), sort_keys=False)
+import socket, sys, yaml
+def free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+taken = set()
+with open(f"{sys.argv[2]}/ports", "w") as ports:
+    for d in yaml.safe_load_all(open(sys.argv[1])):
+        if not d or d["kind"] != "Deployment":
+            continue
+        name = d["metadata"]["name"]
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            for p in c.get("ports", []):
+                if "hostIP" not in p:
+                    continue
+                want = p.get("hostPort", p["containerPort"])
+                port = want
+                while not free(port) or port in taken:
+                    with socket.socket() as s:
+                        s.bind(("127.0.0.1", 0))
+                        port = s.getsockname()[1]
+                if port != want:
+                    print(f"up.sh: 127.0.0.1:{want} is in use on this host; {name} publishes on {port} instead")
+                p["hostPort"] = port
+                taken.add(port)
+                ports.write(f"{name} {port}\n")
+        yaml.safe_dump(d, open(f"{sys.argv[2]}/{name}.yaml", "w"), sort_keys=False)
 PY
+port_of() { awk -v n="$1" '$1 == n {print $2}' "$state/ports"; }
 for name in redis liveness document facematch orchestrator; do
   "${podman[@]}" kube play --network "$NET:alias=$name" "$state/$name.yaml" >/dev/null
   echo "up.sh: $name playing"
@@ -107,14 +154,14 @@ done
 # backends (TLS only on their API ports) on their plain health ports, all published on the
 # host's loopback.
 cat >"$state/health.env" <<ENV
-EKYC__SERVER__ORCHESTRATOR_PORT=50051
-EKYC__SERVER__LIVENESS_PORT=50062
-EKYC__SERVER__DOCUMENT_PORT=50063
-EKYC__SERVER__FACEMATCH_PORT=50064
+EKYC__SERVER__ORCHESTRATOR_PORT=$(port_of orchestrator)
+EKYC__SERVER__LIVENESS_PORT=$(port_of liveness)
+EKYC__SERVER__DOCUMENT_PORT=$(port_of document)
+EKYC__SERVER__FACEMATCH_PORT=$(port_of facematch)
 ENV
 env -u EKYC__CONFIG_FILE $(cat "$state/health.env") "$ekyc" health --wait 300
 cat >"$state/env" <<ENV
-EKYC_SERVER=http://127.0.0.1:50051
+EKYC_SERVER=http://127.0.0.1:$(port_of orchestrator)
 EKYC_API_KEY=$api_key
 ENV
 chmod 0600 "$state/env"
