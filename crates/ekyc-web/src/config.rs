@@ -23,8 +23,9 @@ pub struct WebConfig {
     pub demo_policy: String,
     /// Demo sessions the whole page may start per minute.
     pub demo_sessions_per_minute: u32,
-    /// How long a client may take to send a request's headers (also the first request's,
-    /// after connecting), milliseconds; then the connection is closed.
+    /// How long a client may take to send a request's headers, counted from the connection
+    /// or from the previous answer (an idle kept-alive connection), milliseconds; then the
+    /// connection is closed.
     pub header_read_timeout_ms: u64,
     /// Open connections the port keeps at once; one past it is closed at once.
     pub max_connections: u32,

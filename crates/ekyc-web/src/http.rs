@@ -2,8 +2,8 @@
 //! browsers (and anyone else) can reach needs and `axum::serve` does not give:
 //!
 //! - a deadline for a request's headers (`web.header_read_timeout_ms`): a client that opens
-//!   a connection and trickles its headers, or never sends any, is dropped, so idle
-//!   connections cannot pile up (slowloris);
+//!   a connection and trickles its headers, never sends any, or keeps a connection idle
+//!   after a request, is dropped, so idle connections cannot pile up (slowloris);
 //! - a cap on open connections (`web.max_connections`): one past it is closed at once and
 //!   counted, so a flood of connections costs a file descriptor each for a moment only;
 //! - on shutdown, no new connection is taken, each open one finishes the request in hand
@@ -132,6 +132,11 @@ mod tests {
         let mut silent = TcpStream::connect(addr).await.expect("connects");
         let (took, _) = until_closed(&mut silent, Duration::from_secs(5)).await;
         assert!(took >= Duration::from_millis(250), "{took:?}");
+        // One request kept alive, then silence: the wait for the next one has the deadline too.
+        let mut kept = TcpStream::connect(addr).await.expect("connects");
+        kept.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await.expect("writes");
+        let (_, answer) = until_closed(&mut kept, Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 
     #[tokio::test]
