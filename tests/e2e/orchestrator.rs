@@ -152,6 +152,13 @@ async fn a_step_satisfied_when_added_is_satisfied_at_finish() {
     let (pose, target) = (steps[1].pose(), steps[1].target_angle_deg);
     let p = add_frames(&mut c, &s, vec![frame(answer(PERSON, pose, 9.0), 0)]).await;
     assert!(p.steps[0].satisfied, "a frontal frame turned 9 degrees is frontal: {:?}", p.steps[0]);
+    // Another person's face, turned far enough: FACE_CHANGED, reported once (by the liveness
+    // service, which compares it with the frontal frame, not again by the orchestrator).
+    let p = add_frames(&mut c, &s, vec![frame(answer("biden_2.jpg", pose, 9.0 + target + 12.0), 1)]).await;
+    let Some(pb::session_progress::Added::Frame(check)) = &p.added else { panic!("a frame check") };
+    assert!(!check.step_satisfied, "{check:?}");
+    let changed = codes(&check.reasons).iter().filter(|c| **c == pb::ReasonCode::FaceChanged).count();
+    assert_eq!(changed, 1, "{:?}", check.reasons);
     let p = add_frames(&mut c, &s, vec![frame(answer(PERSON, pose, target + 4.0), 1)]).await;
     let Some(pb::session_progress::Added::Frame(check)) = &p.added else { panic!("a frame check") };
     assert!(!p.steps[1].satisfied && !check.step_satisfied, "{target} degrees needed from the frontal frame: {check:?}");

@@ -100,9 +100,12 @@ pub(crate) fn judge_frame(
     if let Some(sim) = check.similarity_to_reference
         && sim < threshold
     {
-        let mut r = reason(ReasonCode::FaceChanged, "this face is not the one in the frontal frame", true);
-        (r.measured, r.limit, r.step_index) = (Some(f64::from(sim)), Some(f64::from(threshold)), Some(check.step_index));
-        check.reasons.push(r);
+        // The liveness service reports it too when it was given the frontal frame's attestation.
+        if !check.reasons.iter().any(|r| r.code == ReasonCode::FaceChanged as i32) {
+            let mut r = reason(ReasonCode::FaceChanged, "this face is not the one in the frontal frame", true);
+            (r.measured, r.limit, r.step_index) = (Some(f64::from(sim)), Some(f64::from(threshold)), Some(check.step_index));
+            check.reasons.push(r);
+        }
         check.step_satisfied = false;
     }
     check
