@@ -6,6 +6,4 @@ use thiserror::Error;
 pub enum WebError {
     #[error("web settings: {0}")]
     Config(String),
-    #[error("web port: {0}")]
-    Serve(String),
 }
