@@ -17,7 +17,11 @@
 //!   different amounts; a face re-rendered from one photo (any warp of its pixels) or a flat
 //!   print tilted in the hand keeps every region's brightness (up to one exposure factor),
 //!   so the spread of the changes stays at the level of noise. The check needs every turned
-//!   step to look like that, so one step taken under flat light does not fail a person.
+//!   step to look like that, so one step taken under flat light does not fail a person. Its
+//!   transition is wide ([`PadConfig::shading_width`]): under diffuse light a real turn
+//!   changes shading about as little as landmark noise changes a rendering, so the band
+//!   between clearly flat and clearly shaded scores in the policies' review band (staff),
+//!   neither refused nor passed.
 //!
 //! Each cue gives an attack score in [0, 1], 0.5 at its configured threshold
 //! ([`PadConfig`]); a frame's score is the largest, a challenge's the largest of the frames'
@@ -73,6 +77,12 @@ pub struct PadConfig {
     /// Spread of region brightness changes (natural-log units) at which the shading cue
     /// scores 0.5; lower is more suspect.
     pub shading_spread: f32,
+    /// Scale of the shading cue's transition (natural-log units): it scores 0.3, the
+    /// default policies' `pad_review_score`, at `shading_spread + 0.85 shading_width`
+    /// (0.06 by default). Between the two a challenge is referred to staff, not refused: a
+    /// real turn under diffuse light changes shading little more than the landmark noise
+    /// does on a rendering (see the `shading_physics` example).
+    pub shading_width: f32,
     /// Smallest turn (degrees of yaw or pitch from the frontal frame) for the shading cue
     /// to look at a step.
     pub shading_min_turn_deg: f32,
@@ -87,6 +97,7 @@ impl Default for PadConfig {
             periodic_peak: 1.4,
             skin_chroma: 3.0,
             shading_spread: 0.03,
+            shading_width: 0.035,
             shading_min_turn_deg: 8.0,
         }
     }
@@ -106,8 +117,8 @@ impl PadConfig {
         if !(0.0..=1.0).contains(&self.threshold) || !(0.0..=1.0).contains(&self.model_real) {
             return Err("pad.threshold and pad.model_real must lie in [0, 1]".into());
         }
-        if self.periodic_peak <= 0.0 || self.skin_chroma < 0.0 || self.shading_spread <= 0.0 {
-            return Err("pad.periodic_peak and pad.shading_spread must be positive, pad.skin_chroma not negative".into());
+        if self.periodic_peak <= 0.0 || self.skin_chroma < 0.0 || self.shading_spread <= 0.0 || self.shading_width <= 0.0 {
+            return Err("pad.periodic_peak, pad.shading_spread and pad.shading_width must be positive, pad.skin_chroma not negative".into());
         }
         Ok(())
     }
@@ -215,7 +226,7 @@ pub fn challenge(frames: &[ChallengeFrame<'_>], cfg: &PadConfig) -> ChallengePad
         }
     }
     // Every turned step must look rendered: the largest spread decides.
-    let shading_score = shading.iter().map(|(_, s)| *s).reduce(f32::max).map(|s| cue(s, cfg.shading_spread, 0.004, false));
+    let shading_score = shading.iter().map(|(_, s)| *s).reduce(f32::max).map(|s| cue(s, cfg.shading_spread, cfg.shading_width, false));
     let attack_score = mean.max(shading_score.unwrap_or(0.0));
     let species = if attack_score < cfg.threshold {
         None
@@ -570,7 +581,7 @@ impl PadEvaluator {
 
     /// The cues of the main face of an encoded image, with its head pose; `None` when no
     /// face is found.
-    fn measure(&self, bytes: &[u8]) -> Result<Option<(HeadPose, FrameCues)>, crate::LivenessError> {
+    pub fn measure(&self, bytes: &[u8]) -> Result<Option<(HeadPose, FrameCues)>, crate::LivenessError> {
         let p = &self.worker.pipeline;
         let img = p.decode(bytes).map_err(|e| crate::LivenessError::InvalidArgument(e.to_string()))?;
         let faces = p
@@ -638,6 +649,45 @@ mod tests {
         let shaded = ShadingProfile(base.iter().enumerate().map(|(i, v)| if i % 2 == 0 { v - 108 } else { *v }).collect());
         let s = shading_spread(&ShadingProfile(base), &shaded).expect("enough regions");
         assert!(s > 0.04, "{s}");
+    }
+
+    /// A challenge of a frontal frame and one turned step whose region brightness changes
+    /// have a robust spread of `spread` (half the regions up, half down).
+    fn shaded_challenge(spread: f32, cfg: &PadConfig) -> ChallengePad {
+        let base: Vec<i16> = (0..40).map(|i| 4000 + (i * 37 % 300) as i16).collect();
+        let k = (spread / 1.4826 * 1024.0).round() as i16;
+        let turned: Vec<i16> = base.iter().enumerate().map(|(i, v)| if i % 2 == 0 { v + k } else { v - k }).collect();
+        let (a, b) = (
+            FrameCues { shading: ShadingProfile(base), ..FrameCues::default() },
+            FrameCues { shading: ShadingProfile(turned), ..FrameCues::default() },
+        );
+        let frames = [
+            ChallengeFrame { step: 0, pose: Pose::Frontal, head: HeadPose::default(), cues: &a },
+            ChallengeFrame { step: 1, pose: Pose::TurnLeft, head: HeadPose { yaw: 22.0, ..HeadPose::default() }, cues: &b },
+        ];
+        challenge(&frames, cfg)
+    }
+
+    #[test]
+    fn flat_shading_is_refused_and_the_band_above_it_is_referred() {
+        let cfg = PadConfig::default();
+        let review_edge = cfg.shading_spread + 0.85 * cfg.shading_width;
+        // Flatter than the threshold: an attack, named as a rendering.
+        let flat = shaded_challenge(cfg.shading_spread * 0.6, &cfg);
+        assert!(flat.attack_score >= cfg.threshold, "{flat:?}");
+        assert_eq!(flat.species, Some(Species::RenderedStill));
+        // Between the threshold and the review edge: under the threshold, over the default
+        // policies' review score 0.3 (not accepted without staff).
+        let unsure = shaded_challenge(0.5 * (cfg.shading_spread + review_edge), &cfg);
+        assert!(unsure.attack_score < cfg.threshold && unsure.attack_score > 0.3, "{unsure:?}");
+        assert_eq!(unsure.species, None);
+        // Shading that changes as a real turn in directional light does: clear.
+        let shaded = shaded_challenge(2.0 * review_edge, &cfg);
+        assert!(shaded.attack_score < 0.3, "{shaded:?}");
+        // A narrower band lets the same unsure challenge through.
+        let narrow = PadConfig { shading_width: 0.004, ..PadConfig::default() };
+        assert!(shaded_challenge(0.5 * (cfg.shading_spread + review_edge), &narrow).attack_score < 0.3);
+        assert!(PadConfig { shading_width: 0.0, ..PadConfig::default() }.validate().is_err());
     }
 
     #[test]
