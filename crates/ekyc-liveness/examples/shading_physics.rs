@@ -21,8 +21,9 @@ use std::collections::BTreeMap;
 
 use ekyc_liveness::LivenessConfig;
 use ekyc_liveness::challenge::Pose;
-use ekyc_liveness::pad::{PadEvaluator, ShadingProfile, region_frames, shading_spread};
-use ekyc_vision::{CANONICAL_FACE, VisionConfig};
+use ekyc_liveness::pad::{ChallengeFrame, FrameCues, PadEvaluator, ShadingProfile, challenge, region_frames};
+use ekyc_vision::geometry::{mat_mul, mat_vec, rot_x, rot_y};
+use ekyc_vision::{CANONICAL_FACE, HeadPose, VisionConfig};
 
 /// A light environment: the share of light coming from everywhere (ambient), the rest from
 /// one direction in front of the face, raised by `elevation_deg`.
@@ -62,10 +63,8 @@ fn region_normals() -> Vec<[f32; 3]> {
 
 /// A normal turned by `yaw` (about the vertical axis) then `pitch` (positive: looking up).
 fn turn(n: [f32; 3], yaw_deg: f32, pitch_deg: f32) -> [f32; 3] {
-    let (sy, cy) = yaw_deg.to_radians().sin_cos();
-    let (sp, cp) = pitch_deg.to_radians().sin_cos();
-    let a = [n[0] * cy + n[2] * sy, n[1], -n[0] * sy + n[2] * cy];
-    [a[0], a[1] * cp - a[2] * sp, a[1] * sp + a[2] * cp]
+    let r = mat_mul(&rot_x(f64::from(pitch_deg).to_radians()), &rot_y(f64::from(yaw_deg).to_radians()));
+    mat_vec(&r, n.map(f64::from)).map(|v| v as f32)
 }
 
 fn log_brightness(n: [f32; 3], light: &Light) -> f32 {
@@ -93,65 +92,69 @@ fn main() {
         challenges.entry(c[4].to_string()).or_default().push((c[5].parse().expect("step"), pose, dir.join(c[0])));
     }
     let normals = region_normals();
-    // Per challenge, per turned step: the measured profiles and the measured turn.
-    let mut measured: Vec<Vec<(ShadingProfile, ShadingProfile, f32, f32)>> = Vec::new();
+    // Per challenge, its frames with a face, in step order: step, pose, head pose, cues.
+    let mut measured: Vec<Vec<(usize, Pose, HeadPose, FrameCues)>> = Vec::new();
     for frames in challenges.values_mut() {
         frames.sort_by_key(|f| f.0);
-        let cues: Vec<_> =
-            frames.iter().map(|(_, pose, path)| (*pose, pad.measure(&std::fs::read(path).expect("frame")).expect("measured"))).collect();
-        let Some((Pose::Frontal, Some((head0, cues0)))) = cues.first() else { continue };
-        let steps: Vec<_> = cues[1..]
-            .iter()
-            .filter_map(|(pose, m)| {
-                let (head, c) = m.as_ref()?;
-                let (dy, dp) = (head.yaw - head0.yaw, head.pitch - head0.pitch);
-                (*pose != Pose::Frontal && dy.abs().max(dp.abs()) >= cfg.pad.shading_min_turn_deg)
-                    .then(|| (cues0.shading.clone(), c.shading.clone(), dy, dp))
-            })
-            .collect();
-        if !steps.is_empty() {
-            measured.push(steps);
+        let mut with_face = Vec::new();
+        for (step, pose, path) in frames.iter() {
+            if let Some((head, cues)) = pad.measure(&std::fs::read(path).expect("frame")).expect("measured") {
+                with_face.push((*step, *pose, head, cues));
+            }
+        }
+        if with_face.first().is_some_and(|f| f.1 == Pose::Frontal) {
+            measured.push(with_face);
         }
     }
-    // The cue's statistic: the largest spread over the turned steps.
-    let score = |add: &dyn Fn(usize, f32, f32) -> f32| -> Vec<f32> {
-        let mut v: Vec<f32> = measured
-            .iter()
-            .filter_map(|steps| {
-                steps
-                    .iter()
-                    .filter_map(|(a, b, dy, dp)| {
-                        // The frontal profile plus the scaled measured change plus the added one.
-                        let moved = ShadingProfile(
-                            a.0.iter()
-                                .zip(&b.0)
-                                .enumerate()
-                                .map(|(r, (x, y))| {
-                                    if *x == i16::MIN || *y == i16::MIN {
-                                        i16::MIN
-                                    } else {
-                                        let change = noise_scale * f32::from(*y - *x) / 1024.0 + add(r, *dy, *dp);
-                                        x.saturating_add((change * 1024.0).round() as i16)
-                                    }
-                                })
-                                .collect(),
-                        );
-                        shading_spread(a, &moved)
-                    })
-                    .reduce(f32::max)
-            })
-            .collect();
+    // Each challenge scored by the cue itself (`pad::challenge`, which picks the turned
+    // steps), each turned frame's profile replaced by the frontal one plus the scaled
+    // measured change plus `add(region, d_yaw, d_pitch)`; the statistic is the largest
+    // per-step spread. Returns the sorted statistics and the number of steps scored.
+    let score = |add: &dyn Fn(usize, f32, f32) -> f32| -> (Vec<f32>, usize) {
+        let (mut v, mut steps) = (Vec::new(), 0);
+        for frames in &measured {
+            let (_, _, head0, cues0) = &frames[0];
+            let moved: Vec<FrameCues> = frames
+                .iter()
+                .map(|(_, _, head, cues)| {
+                    let (dy, dp) = (head.yaw - head0.yaw, head.pitch - head0.pitch);
+                    let profile = cues0
+                        .shading
+                        .0
+                        .iter()
+                        .zip(&cues.shading.0)
+                        .enumerate()
+                        .map(|(r, (x, y))| {
+                            if *x == i16::MIN || *y == i16::MIN {
+                                i16::MIN
+                            } else {
+                                let change = noise_scale * f32::from(*y - *x) / 1024.0 + add(r, dy, dp);
+                                x.saturating_add((change * 1024.0).round() as i16)
+                            }
+                        })
+                        .collect();
+                    FrameCues { shading: ShadingProfile(profile), ..cues.clone() }
+                })
+                .collect();
+            let chosen: Vec<ChallengeFrame<'_>> = frames
+                .iter()
+                .zip(&moved)
+                .map(|((step, pose, head, _), cues)| ChallengeFrame { step: *step, pose: *pose, head: *head, cues })
+                .collect();
+            let verdict = challenge(&chosen, &cfg.pad);
+            steps += verdict.shading.len();
+            if let Some(largest) = verdict.shading.iter().map(|(_, s)| *s).reduce(f32::max) {
+                v.push(largest);
+            }
+        }
         v.sort_by(f32::total_cmp);
-        v
+        (v, steps)
     };
     let q = |v: &[f32], p: f32| v[((v.len() - 1) as f32 * p).round() as usize];
     let below = |v: &[f32], t: f32| v.iter().filter(|x| **x < t).count() as f32 / v.len() as f32 * 100.0;
     let thresholds = [0.03f32, 0.045, 0.06, 0.08];
-    println!(
-        "{} challenges rendered from a still, {} turned steps, measured noise x{noise_scale}",
-        measured.len(),
-        measured.iter().map(Vec::len).sum::<usize>()
-    );
+    let (renderings, steps) = score(&|_, _, _| 0.0);
+    println!("{} challenges rendered from a still, {steps} turned steps, measured noise x{noise_scale}", renderings.len());
     println!("largest per-step spread (the shading cue's statistic): p10 / p50 / p90, and % below each threshold");
     println!("{:<66} {:>6} {:>6} {:>6}   {}", "", "p10", "p50", "p90", thresholds.map(|t| format!("<{t:<6}")).join(" "));
     let row = |name: &str, v: &[f32]| {
@@ -164,9 +167,9 @@ fn main() {
             thresholds.map(|t| format!("{:>5.1} %", below(v, t))).join(" ")
         )
     };
-    row("renderings (measured: noise only)", &score(&|_, _, _| 0.0));
+    row("renderings (measured: noise only)", &renderings);
     for light in &LIGHTS {
-        let v = score(&|r, dy, dp| log_brightness(turn(normals[r], dy, dp), light) - log_brightness(normals[r], light));
+        let (v, _) = score(&|r, dy, dp| log_brightness(turn(normals[r], dy, dp), light) - log_brightness(normals[r], light));
         row(&format!("real turn, simulated: {}", light.name), &v);
     }
 }
