@@ -26,13 +26,13 @@ use tokio::sync::{Semaphore, watch};
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub header_read_timeout: Duration,
-    pub max_connections: usize,
+    pub max_connections: u32,
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains the open
 /// connections.
 pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdown: impl Future<Output = ()>) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let permits = Arc::new(Semaphore::new(limits.max_connections as usize));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -76,7 +76,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
     }
     let _ = stop_tx.send(true);
     // Every connection holds a permit until it has closed.
-    let _ = permits.acquire_many(u32::try_from(limits.max_connections).unwrap_or(u32::MAX)).await;
+    let _ = permits.acquire_many(limits.max_connections).await;
 }
 
 #[cfg(test)]
@@ -112,6 +112,13 @@ mod tests {
         }
     }
 
+    /// Sends `request` on a new connection; the answer, read until the server closes it.
+    async fn answer(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.expect("connects");
+        s.write_all(request).await.expect("writes");
+        until_closed(&mut s, Duration::from_secs(5)).await.1
+    }
+
     const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 
     #[tokio::test]
@@ -119,10 +126,8 @@ mod tests {
         let limits = Limits { header_read_timeout: Duration::from_millis(300), max_connections: 8 };
         let (addr, _stop, _task) = start(limits).await;
         // A complete request is answered.
-        let mut ok = TcpStream::connect(addr).await.expect("connects");
-        ok.write_all(GET).await.expect("writes");
-        let (_, answer) = until_closed(&mut ok, Duration::from_secs(5)).await;
-        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
+        let ok = answer(addr, GET).await;
+        assert!(ok.starts_with("HTTP/1.1 200") && ok.ends_with("ok"), "{ok}");
         // Half a request, then silence: closed after the deadline, not kept forever.
         let mut slow = TcpStream::connect(addr).await.expect("connects");
         slow.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ").await.expect("writes");
@@ -133,10 +138,8 @@ mod tests {
         let (took, _) = until_closed(&mut silent, Duration::from_secs(5)).await;
         assert!(took >= Duration::from_millis(250), "{took:?}");
         // One request kept alive, then silence: the wait for the next one has the deadline too.
-        let mut kept = TcpStream::connect(addr).await.expect("connects");
-        kept.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await.expect("writes");
-        let (_, answer) = until_closed(&mut kept, Duration::from_secs(5)).await;
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let kept = answer(addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
+        assert!(kept.starts_with("HTTP/1.1 200"), "{kept}");
     }
 
     #[tokio::test]
@@ -149,14 +152,12 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut third = TcpStream::connect(addr).await.expect("the kernel accepts");
         third.write_all(GET).await.ok();
-        let (_, answer) = until_closed(&mut third, Duration::from_secs(5)).await;
-        assert!(answer.is_empty(), "past the cap, no answer: {answer}");
+        let (_, refused) = until_closed(&mut third, Duration::from_secs(5)).await;
+        assert!(refused.is_empty(), "past the cap, no answer: {refused}");
         drop(first);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut again = TcpStream::connect(addr).await.expect("connects");
-        again.write_all(GET).await.expect("writes");
-        let (_, answer) = until_closed(&mut again, Duration::from_secs(5)).await;
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let again = answer(addr, GET).await;
+        assert!(again.starts_with("HTTP/1.1 200"), "{again}");
     }
 
     #[tokio::test]
@@ -167,7 +168,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         stop.send(()).expect("the server waits for it");
         tokio::time::timeout(Duration::from_secs(5), task).await.expect("serve returns").expect("no panic");
-        let (_, answer) = until_closed(&mut idle, Duration::from_secs(5)).await;
-        assert!(answer.is_empty(), "{answer}");
+        let (_, said) = until_closed(&mut idle, Duration::from_secs(5)).await;
+        assert!(said.is_empty(), "{said}");
     }
 }

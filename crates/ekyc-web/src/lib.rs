@@ -64,7 +64,7 @@ pub async fn serve(
     tracing::info!(addr = ?listener.local_addr().ok(), demo = cfg.demo, "web page and gRPC-Web listening");
     let limits = http::Limits {
         header_read_timeout: std::time::Duration::from_millis(cfg.header_read_timeout_ms),
-        max_connections: cfg.max_connections as usize,
+        max_connections: cfg.max_connections,
     };
     http::serve(listener, router, limits, shutdown).await;
     Ok(())
